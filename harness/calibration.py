@@ -1,0 +1,144 @@
+"""Reference times measured on this machine, cached by a machine fingerprint.
+
+Records are run in interleaved rounds (A B C, A B C, ...), as speedrun contributors compare
+a candidate with the previous record: slow drifts of the machine's speed hit every record of
+a round alike, so the ratio of two records within a round is steadier than either time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from harness import paths
+from harness.errors import SpeedrunError
+from harness.events import Event, EventSink, ignore
+from harness.execution.base import Executor
+from harness.machine import MachineInfo, this_machine
+from harness.measure import MeasureSpec, measure
+from harness.registry import Record, Track
+from harness.scoring import paired_ratios
+
+
+class RecordTiming(BaseModel):
+    record_id: str
+    code_sha256: str
+    times_ms: list[float] = Field(default_factory=list)
+    steps: list[int | None] = Field(default_factory=list)
+    val_loss: list[float | None] = Field(default_factory=list)
+    measured_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.times_ms)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        return (min(self.times_ms), max(self.times_ms))
+
+
+class Calibration(BaseModel):
+    schema_version: int = 1
+    track: str
+    machine: MachineInfo
+    executor: str
+    target_val_loss: float
+    val_tokens: int
+    records: dict[str, RecordTiming] = Field(default_factory=dict)
+
+    def has(self, record: Record) -> bool:
+        got = self.records.get(record.id)
+        return got is not None and bool(got.times_ms) and got.code_sha256 == code_sha256(record)
+
+    def ratio(self, numerator: str, denominator: str) -> float:
+        """Median of the paired (same-round) ratios of two records' times."""
+        a, b = self.records[numerator], self.records[denominator]
+        ratios = paired_ratios(a.times_ms, b.times_ms)
+        return statistics.median(ratios) if ratios else a.median_ms / b.median_ms
+
+
+def code_sha256(record: Record) -> str:
+    return hashlib.sha256(record.code().encode()).hexdigest()
+
+
+def calibration_path(track: Track, executor: str, target_val_loss: float) -> Path:
+    fp = this_machine().fingerprint
+    return paths.cache_dir() / "calibration" / track.name / f"{fp}-{executor}-{target_val_loss:g}.json"
+
+
+def load_calibration(track: Track, executor: str, target_val_loss: float) -> Calibration:
+    path = calibration_path(track, executor, target_val_loss)
+    if path.is_file():
+        try:
+            return Calibration.model_validate_json(path.read_text())
+        except ValueError:
+            pass  # an unreadable cache is re-measured, not trusted
+    return Calibration(
+        track=track.name,
+        machine=this_machine(),
+        executor=executor,
+        target_val_loss=target_val_loss,
+        val_tokens=track.val_tokens,
+    )
+
+
+def save_calibration(track: Track, cal: Calibration) -> Path:
+    path = calibration_path(track, cal.executor, cal.target_val_loss)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(cal.model_dump_json(indent=2))
+    tmp.replace(path)
+    return path
+
+
+def calibrate(
+    track: Track,
+    records: list[Record],
+    *,
+    runs: int,
+    executor: Executor,
+    spec: MeasureSpec,
+    on_event: EventSink = ignore,
+) -> Calibration:
+    """Measure `records` `runs` times each in interleaved rounds; save after every run."""
+    cal = load_calibration(track, executor.name, spec.target_val_loss)
+    for rec in records:
+        cal.records[rec.id] = RecordTiming(record_id=rec.id, code_sha256=code_sha256(rec))
+    work = paths.cache_dir() / "calibration" / "runs" / track.name
+    total = runs * len(records)
+    done = 0
+    for rnd in range(runs):
+        for rec in records:
+            on_event(
+                Event(
+                    "calibration_run",
+                    f"{rec.id} run {rnd + 1}/{runs}",
+                    data={"record": rec.id, "done": done, "total": total},
+                )
+            )
+            result = measure(
+                {rec.script: rec.code()}, work / rec.id, spec, executor, label=f"calibrate/{rec.id}"
+            )
+            if not result.valid or result.train_time_ms is None:
+                raise SpeedrunError(
+                    f"calibration run of record {rec.id} did not reach the target "
+                    f"({result.error or f'val_loss {result.val_loss}'}); see {work / rec.id / 'run.log'}"
+                )
+            timing = cal.records[rec.id]
+            timing.times_ms.append(result.train_time_ms)
+            timing.steps.append(result.step)
+            timing.val_loss.append(result.val_loss)
+            done += 1
+            save_calibration(track, cal)
+            on_event(
+                Event(
+                    "calibration_run",
+                    f"{rec.id}: {result.train_time_ms / 1000:.1f} s",
+                    data={"record": rec.id, "done": done, "total": total, "time_ms": result.train_time_ms},
+                )
+            )
+    return cal

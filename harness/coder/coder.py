@@ -1,0 +1,128 @@
+"""From a model's answer to a candidate workspace: ask, parse, apply, and send back what failed."""
+
+from __future__ import annotations
+
+import difflib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from harness.coder.edits import EditError, apply_answer
+from harness.coder.prompts import fix_request
+from harness.models.base import CodingContext, Message, Model, ModelError, Usage
+from harness.transcript import Exchange, append_exchange
+
+#: How many times an answer whose edits do not apply is sent back before the node fails.
+MAX_FIX_ATTEMPTS = 2
+
+
+@dataclass
+class CoderResult:
+    files: dict[str, str] | None
+    usage: Usage = field(default_factory=Usage)
+    plan: str = ""
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def write_candidate(
+    model: Model,
+    messages: list[Message],
+    files: dict[str, str],
+    main_file: str,
+    *,
+    task_id: str,
+    node_id: int,
+    node_dir: Path,
+    before_call: Callable[[], None] | None = None,
+    after_call: Callable[[Usage], None] | None = None,
+    max_fix_attempts: int = MAX_FIX_ATTEMPTS,
+) -> CoderResult:
+    """Ask `model` for edits to `files` and apply them. `before_call` may raise to stop (budgets)."""
+    usage = Usage()
+    notes: list[str] = []
+    convo = list(messages)
+    for attempt in range(max_fix_attempts + 1):
+        if before_call is not None:
+            before_call()
+        ctx = CodingContext(
+            task_id=task_id,
+            file_name=main_file,
+            current_code=files[main_file],
+            node_id=node_id,
+            attempt=attempt,
+        )
+        started = datetime.now(UTC)
+        t0 = time.monotonic()
+        try:
+            completion = model.generate(convo, ctx)
+        except ModelError as exc:
+            append_exchange(
+                node_dir,
+                Exchange(
+                    task_id=task_id,
+                    node=node_id,
+                    attempt=attempt,
+                    model=model.spec,
+                    settings=model.settings(),
+                    messages=convo,
+                    error=str(exc),
+                    started_at=started,
+                    latency_s=time.monotonic() - t0,
+                ),
+            )
+            return CoderResult(None, usage, notes=notes, error=f"model error: {exc}")
+        usage = usage + completion.usage
+        if after_call is not None:
+            after_call(completion.usage)
+        append_exchange(
+            node_dir,
+            Exchange(
+                task_id=task_id,
+                node=node_id,
+                attempt=attempt,
+                model=model.spec,
+                settings=model.settings(),
+                messages=convo,
+                completion=completion,
+                started_at=started,
+                latency_s=time.monotonic() - t0,
+            ),
+        )
+        try:
+            outcome = apply_answer(completion.text, files, main_file)
+        except EditError as exc:
+            notes.append(f"attempt {attempt}: {exc}")
+            convo = [*convo, Message(role="assistant", content=completion.text), fix_request(str(exc))]
+            continue
+        return CoderResult(outcome.files, usage, plan=_plan(completion.text), notes=[*notes, *outcome.notes])
+    return CoderResult(
+        None,
+        usage,
+        notes=notes,
+        error=f"edits did not apply after {max_fix_attempts + 1} answers: " + (notes[-1] if notes else ""),
+    )
+
+
+def _plan(answer: str) -> str:
+    """The prose before the first edit block: the model's stated plan, for the journal."""
+    head = answer.split("<<<<<<< SEARCH", 1)[0]
+    lines = [ln for ln in head.strip().splitlines() if ln.strip()]
+    if lines and "." in lines[-1] and " " not in lines[-1].strip():
+        lines = lines[:-1]  # the file name line that precedes a block
+    return "\n".join(lines)[:2000]
+
+
+def unified_diff(old: dict[str, str], new: dict[str, str]) -> str:
+    out: list[str] = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name, ""), new.get(name, "")
+        if a != b:
+            out.extend(
+                difflib.unified_diff(
+                    a.splitlines(keepends=True), b.splitlines(keepends=True), f"parent/{name}", f"node/{name}"
+                )
+            )
+    return "".join(out)

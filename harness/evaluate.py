@@ -1,0 +1,457 @@
+"""One evaluation: a model and a scaffold on one task, from data and references to the score.
+
+    data -> reference times -> search (engine) -> confirmation -> FSR -> run.json + leaderboard
+
+Re-running the same evaluation resumes it: finished nodes, reference times and confirmation
+runs are read back, never redone.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import statistics
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+import harness
+from harness import calibration, paths
+from harness.budget import Budget
+from harness.coder.prompts import hints_for, parse_hint_levels
+from harness.data.tracks import TrackData, ensure_data, run_env
+from harness.engine import Engine, EngineConfig, Schedule, python_command
+from harness.errors import ConfigError
+from harness.events import Event, EventSink, ignore
+from harness.execution import get_executor
+from harness.execution.base import Executor
+from harness.journal import Journal
+from harness.machine import MachineInfo, this_machine
+from harness.measure import MeasureSpec, measure
+from harness.models import Usage, get_model
+from harness.registry import Record, Task, Track, get_task, load_track
+from harness.scoring import fsr, fsr_from_ratios, paired_ratios
+from scaffolds import get_scaffold
+
+RUN_JSON = "run.json"
+
+
+class EvalConfig(BaseModel):
+    """Everything that defines an evaluation; recorded in run.json."""
+
+    task: str
+    model: str
+    model_args: dict[str, Any] = Field(default_factory=dict)
+    scaffold: str = "flat"
+    scaffold_args: dict[str, Any] = Field(default_factory=dict)
+    hints: str = "pseudocode"
+    seed: int = 0
+    executor: str = "local"
+    executor_args: dict[str, Any] = Field(default_factory=dict)
+    max_parallel: int = 1
+    schedule: Schedule = "async"
+    results_dir: Path = Path("results")
+    data_dir: Path | None = None
+    calibration_runs: int = 3
+    confirm_runs: int = 2
+    target_val_loss: float | None = None
+    time_limit_s: float | None = None
+    max_cost_usd: float | None = None
+    max_tokens: int | None = None
+    gpus: str | None = None
+
+    def run_id(self) -> str:
+        """Named by what identifies a result row, so the same command finds its own run again."""
+        parts = [self.task, self.model, self.scaffold, self.hints, f"s{self.seed}"]
+        if self.target_val_loss is not None:
+            parts.append(f"target{self.target_val_loss:g}")
+        return re.sub(r"[^A-Za-z0-9._+-]+", "-", "__".join(parts))
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the recorded one."""
+        return self.model_dump(
+            include={
+                "task",
+                "model",
+                "model_args",
+                "scaffold",
+                "scaffold_args",
+                "hints",
+                "seed",
+                "target_val_loss",
+            },
+            mode="json",
+        )
+
+
+class Reference(BaseModel):
+    """Record i's and record i+1's times, and where they come from."""
+
+    source: Literal["calibrated", "paper"]
+    from_record: str
+    to_record: str
+    t_ref_ms: float
+    t_next_ms: float
+    next_ratio: float
+    runs: int = 0
+    t_ref_spread_ms: tuple[float, float] | None = None
+    t_next_spread_ms: tuple[float, float] | None = None
+
+
+class Confirmation(BaseModel):
+    """The best node re-run side by side with record i."""
+
+    node: int
+    candidate_ms: list[float] = Field(default_factory=list)
+    reference_ms: list[float] = Field(default_factory=list)
+    candidate_valid: list[bool] = Field(default_factory=list)
+
+    @property
+    def ratios(self) -> list[float]:
+        return paired_ratios(self.candidate_ms, self.reference_ms)
+
+
+class TaskScore(BaseModel):
+    task: str
+    fsr: float
+    best_node: int | None
+    best_time_ms: float | None
+    candidate_ratio: float | None
+    reference: Reference
+    confirmation: Confirmation | None = None
+    nodes: int
+    valid_nodes: int
+    note: str = ""
+
+
+class RunInfo(BaseModel):
+    schema_version: int = 1
+    run_id: str
+    config: EvalConfig
+    track: str
+    status: Literal["running", "finished", "stopped", "failed"] = "running"
+    status_detail: str = ""
+    sandboxed: bool = False
+    versions: dict[str, str] = Field(default_factory=dict)
+    machine: MachineInfo
+    model_settings: dict[str, Any] = Field(default_factory=dict)
+    scaffold_params: dict[str, Any] = Field(default_factory=dict)
+    started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    usage: Usage = Field(default_factory=Usage)
+    score: TaskScore | None = None
+
+
+def read_run(run_dir: Path) -> RunInfo | None:
+    path = run_dir / RUN_JSON
+    return RunInfo.model_validate_json(path.read_text()) if path.is_file() else None
+
+
+def write_run(run_dir: Path, info: RunInfo) -> None:
+    info.updated_at = datetime.now(UTC)
+    tmp = run_dir / (RUN_JSON + ".tmp")
+    tmp.write_text(info.model_dump_json(indent=2))
+    tmp.replace(run_dir / RUN_JSON)
+
+
+def _versions() -> dict[str, str]:
+    out = {"speedrun": harness.__version__, "python": platform.python_version()}
+    try:
+        import torch
+
+        out["torch"] = str(torch.__version__)
+    except ImportError:
+        pass
+    return out
+
+
+class Evaluation:
+    """Prepared state of one evaluation: resolved task, model, scaffold, executor and run dir."""
+
+    def __init__(self, cfg: EvalConfig, on_event: EventSink = ignore) -> None:
+        self.cfg = cfg
+        self.emit = on_event
+        self.task: Task = get_task(cfg.task)
+        self.track: Track = load_track(self.task.track)
+        self.target = cfg.target_val_loss if cfg.target_val_loss is not None else self.task.target_val_loss
+        self.hint_levels = parse_hint_levels(cfg.hints)
+        hints_for(self.task, self.hint_levels)  # a missing hint level fails now, not mid-run
+        self.from_record = self.track.record(self.task.from_record)
+        self.to_record = self.track.record(self.task.to_record)
+        self.model = get_model(cfg.model, cfg.model_args)
+        self.model.check_ready()  # a missing key fails before any training run
+        self.scaffold = get_scaffold(cfg.scaffold, cfg.scaffold_args)
+        self.run_dir = cfg.results_dir / cfg.run_id()
+        self.time_limit_s = cfg.time_limit_s or self.track.time_limit_s
+
+    def executor(self) -> Executor:
+        args = dict(self.cfg.executor_args)
+        if self.cfg.executor == "docker":
+            args.setdefault("image", self.from_record.image or self.track.image)
+            if self.cfg.gpus:
+                args.setdefault("gpus", self.cfg.gpus)
+        return get_executor(self.cfg.executor, **args)
+
+    def measure_spec(self, data: TrackData) -> MeasureSpec:
+        return MeasureSpec(
+            command=python_command(self.track.command, local=self.cfg.executor == "local"),
+            env=run_env(self.track, data, seed=self.cfg.seed, target_val_loss=self.target),
+            time_limit_s=self.time_limit_s,
+            target_val_loss=self.target,
+            data_dir=data.data_dir,
+            gpus=self.cfg.gpus,
+        )
+
+    # ---- the steps -------------------------------------------------------------------------
+
+    def run(self) -> RunInfo:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        info = self._open_run()
+        self.emit(Event("phase", f"data for track {self.track.name}"))
+        data = ensure_data(self.track, self.cfg.data_dir, progress=lambda m: self.emit(Event("info", m)))
+        executor = self.executor()
+        info.sandboxed = executor.sandboxed
+        if not executor.sandboxed:
+            info.status_detail = "local executor: candidates ran unsandboxed on this machine"
+        write_run(self.run_dir, info)
+        spec = self.measure_spec(data)
+        try:
+            reference = self.reference(executor, spec)
+            self.emit(
+                Event(
+                    "phase",
+                    f"search: {self.scaffold.name}, {self.scaffold.budget} nodes, model {self.cfg.model}",
+                )
+            )
+            engine = Engine(
+                EngineConfig(
+                    task=self.task,
+                    main_file=self.from_record.script,
+                    start_files={self.from_record.script: self.from_record.code()},
+                    command=spec.command,
+                    run_env=spec.env,
+                    time_limit_s=spec.time_limit_s,
+                    target_description=self.target_description(),
+                    hint_levels=self.hint_levels,
+                    data_dir=data.data_dir,
+                    max_parallel=self.cfg.max_parallel,
+                    schedule=self.cfg.schedule,
+                    seed=self.cfg.seed,
+                    gpus=self.cfg.gpus,
+                    budget=Budget(self.cfg.max_cost_usd, self.cfg.max_tokens, Journal(self.run_dir).usage()),
+                ),
+                model=self.model,
+                scaffold=self.scaffold,
+                executor=executor,
+                run_dir=self.run_dir,
+                on_event=self.emit,
+            )
+            status = engine.run()
+            info.usage = engine.usage()
+            if status == "stopped":
+                info.status, info.status_detail = "stopped", engine.stop_reason or ""
+                write_run(self.run_dir, info)
+                return info
+            info.score = self.score(engine.journal, reference, executor, spec)
+            info.status = "finished"
+            write_run(self.run_dir, info)
+            return info
+        except BaseException as exc:
+            info.status = "failed" if not isinstance(exc, KeyboardInterrupt) else "stopped"
+            info.status_detail = str(exc) or type(exc).__name__
+            write_run(self.run_dir, info)
+            raise
+        finally:
+            executor.close()
+
+    def _open_run(self) -> RunInfo:
+        old = read_run(self.run_dir)
+        if old is not None:
+            if old.config.identity() != self.cfg.identity():
+                raise ConfigError(
+                    f"{self.run_dir} holds a run with other settings; use another --results-dir "
+                    "or remove that directory"
+                )
+            self.emit(
+                Event("info", f"resuming {self.run_dir} ({len(Journal(self.run_dir).nodes)} nodes done)")
+            )
+            old.config = self.cfg
+            old.status = "running"
+            return old
+        return RunInfo(
+            run_id=self.run_dir.name,
+            config=self.cfg,
+            track=self.track.name,
+            machine=this_machine(),
+            versions=_versions(),
+            model_settings=self.model.settings(),
+            scaffold_params=self.scaffold.describe(),
+        )
+
+    def target_description(self) -> str:
+        return (
+            f"The script trains a model on track `{self.track.name}` ({self.track.title}). A run counts when "
+            f"a printed validation loss reaches {self.target} or lower; the score is its train_time. "
+            f"Record {self.from_record.id} (this script) needs about {self._ref_hint()}. "
+            "Make it reach the target faster."
+        )
+
+    def _ref_hint(self) -> str:
+        ref = self.from_record.reference
+        return f"{ref.time_ms / 1000:.1f} s on its reference machine" if ref else "its reference time"
+
+    def reference(self, executor: Executor, spec: MeasureSpec) -> Reference:
+        a, b = self.from_record, self.to_record
+        if self.track.reference_times == "paper":
+            return self._paper_reference(a, b)
+        cal = calibration.load_calibration(self.track, executor.name, self.target)
+        missing = [r for r in (a, b) if not cal.has(r)]
+        if missing:
+            self.emit(
+                Event(
+                    "phase",
+                    f"calibrating {', '.join(r.id for r in missing)} on this machine "
+                    f"({self.cfg.calibration_runs} runs each; cached for later evaluations)",
+                )
+            )
+            cal = calibration.calibrate(
+                self.track,
+                missing if len(missing) == 1 else [a, b],
+                runs=self.cfg.calibration_runs,
+                executor=executor,
+                spec=spec,
+                on_event=self.emit,
+            )
+        else:
+            self.emit(
+                Event(
+                    "info",
+                    f"reference times from the calibration of this machine "
+                    f"({calibration.calibration_path(self.track, executor.name, self.target)})",
+                )
+            )
+        ta, tb = cal.records[a.id], cal.records[b.id]
+        ratio = cal.ratio(b.id, a.id)
+        if ratio >= 1:
+            raise ConfigError(
+                f"on this machine record {b.id} ({tb.median_ms:.0f} ms) is not faster than {a.id} "
+                f"({ta.median_ms:.0f} ms); re-run `speedrun calibrate --track {self.track.name}` with more --runs"
+            )
+        return Reference(
+            source="calibrated",
+            from_record=a.id,
+            to_record=b.id,
+            t_ref_ms=ta.median_ms,
+            t_next_ms=tb.median_ms,
+            next_ratio=ratio,
+            runs=len(ta.times_ms),
+            t_ref_spread_ms=ta.spread,
+            t_next_spread_ms=tb.spread,
+        )
+
+    def _paper_reference(self, a: Record, b: Record) -> Reference:
+        if a.reference is None or b.reference is None:
+            raise ConfigError(f"records {a.id} and {b.id} need reference times in their manifests")
+        return Reference(
+            source="paper",
+            from_record=a.id,
+            to_record=b.id,
+            t_ref_ms=a.reference.time_ms,
+            t_next_ms=b.reference.time_ms,
+            next_ratio=b.reference.time_ms / a.reference.time_ms,
+        )
+
+    def score(self, journal: Journal, ref: Reference, executor: Executor, spec: MeasureSpec) -> TaskScore:
+        best = journal.best()
+        nodes, valid = len(journal.nodes), len(journal.valid())
+        common = {"task": self.task.id, "reference": ref, "nodes": nodes, "valid_nodes": valid}
+        if best is None or best.time_ms is None:
+            return TaskScore(
+                fsr=0.0,
+                best_node=None,
+                best_time_ms=None,
+                candidate_ratio=None,
+                note="no valid node",
+                **common,
+            )
+        if ref.source == "paper" or self.cfg.confirm_runs <= 0:
+            value = fsr(ref.t_ref_ms, ref.t_next_ms, best.time_ms)
+            return TaskScore(
+                fsr=value,
+                best_node=best.id,
+                best_time_ms=best.time_ms,
+                candidate_ratio=best.time_ms / ref.t_ref_ms,
+                note="from the node's own run",
+                **common,
+            )
+        if best.time_ms >= ref.t_ref_ms * 1.25:
+            # Far slower than the reference: no amount of re-measuring makes it a speed-up.
+            return TaskScore(
+                fsr=0.0,
+                best_node=best.id,
+                best_time_ms=best.time_ms,
+                candidate_ratio=best.time_ms / ref.t_ref_ms,
+                note="slower than record i",
+                **common,
+            )
+        conf = self.confirm(best.id, executor, spec)
+        ratio = statistics.median(conf.ratios) if all(conf.candidate_valid) and conf.ratios else None
+        note = "" if ratio is not None else "the best node did not reach the target in every confirmation run"
+        return TaskScore(
+            fsr=fsr_from_ratios(ratio, ref.next_ratio),
+            best_node=best.id,
+            best_time_ms=best.time_ms,
+            candidate_ratio=ratio,
+            confirmation=conf,
+            note=note,
+            **common,
+        )
+
+    def confirm(self, node_id: int, executor: Executor, spec: MeasureSpec) -> Confirmation:
+        """Re-run the best node and record i alternately; kept in confirm.json across resumes."""
+        path = self.run_dir / "confirm.json"
+        conf = Confirmation(node=node_id)
+        if path.is_file():
+            old = Confirmation.model_validate_json(path.read_text())
+            if old.node == node_id:
+                conf = old
+        ws = self.run_dir / "nodes" / str(node_id) / "workspace"
+        cand_files = {str(p.relative_to(ws)): p.read_text() for p in ws.rglob("*") if p.is_file()}
+        ref_files = {self.from_record.script: self.from_record.code()}
+        while len(conf.candidate_ms) < self.cfg.confirm_runs:
+            k = len(conf.candidate_ms)
+            self.emit(
+                Event(
+                    "phase",
+                    f"confirming node {node_id} against {self.from_record.id} "
+                    f"(pair {k + 1}/{self.cfg.confirm_runs})",
+                )
+            )
+            r = measure(ref_files, self.run_dir / "confirm" / f"{k}-reference", spec, executor, "confirm/ref")
+            c = measure(
+                cand_files, self.run_dir / "confirm" / f"{k}-candidate", spec, executor, "confirm/cand"
+            )
+            if not r.valid or r.train_time_ms is None:
+                raise ConfigError(
+                    f"record {self.from_record.id} did not reach the target in a confirmation run: "
+                    f"{r.error or r.val_loss}"
+                )
+            conf.reference_ms.append(r.train_time_ms)
+            conf.candidate_ms.append(c.train_time_ms if c.valid and c.train_time_ms else float("inf"))
+            conf.candidate_valid.append(c.valid)
+            path.write_text(conf.model_dump_json(indent=2))
+            self.emit(
+                Event(
+                    "info",
+                    f"pair {k + 1}: record {r.train_time_ms / 1000:.1f} s, "
+                    f"node {node_id} {(c.train_time_ms or 0) / 1000:.1f} s",
+                )
+            )
+        return conf
+
+
+def evaluate(cfg: EvalConfig, on_event: EventSink = ignore) -> RunInfo:
+    return Evaluation(cfg, on_event).run()
+
