@@ -107,9 +107,7 @@ def tasks_list(
 
 
 @tasks_app.command("show")
-def tasks_show(
-    task_id: str, hints: Annotated[bool, typer.Option(help="Print the hints in full.")] = True
-) -> None:
+def tasks_show(task_id: str, hints: Annotated[bool, typer.Option(help="Print the hints in full.")] = True) -> None:
     """Show one task: its records, reference times, rules and hints."""
     from harness.registry import get_task, load_track
 
@@ -121,8 +119,7 @@ def tasks_show(
         fail(exc)
     console.print(f"[bold]{task.id}[/bold]: {task.title}")
     console.print(
-        f"track {track.name} · target val_loss {task.target_val_loss} · hints: "
-        f"{', '.join(task.hints.levels) or 'none'}"
+        f"track {track.name} · target val_loss {task.target_val_loss} · hints: {', '.join(task.hints.levels) or 'none'}"
     )
     for label, rec in (("from", a), ("to", b)):
         ref = rec.reference
@@ -191,9 +188,7 @@ def data_prepare(
         if track == "mini":
             from harness.data.mini import prepare_mini
 
-            mini = prepare_mini(
-                data_dir, progress=lambda m: console.print(f"[dim]{m}[/dim]", highlight=False)
-            )
+            mini = prepare_mini(data_dir, progress=lambda m: console.print(f"[dim]{m}[/dim]", highlight=False))
             console.print(
                 f"[green]ready[/green]: {mini.data_dir} ({mini.train_tokens:,} train tokens; "
                 f"validation plays: {', '.join(mini.plays_val)})"
@@ -220,18 +215,12 @@ def data_prepare(
 def eval_cmd(
     model: Annotated[str, typer.Option(help="oracle, null, replay, openai/<model>, anthropic/<model>.")],
     track: Annotated[str, typer.Option(help="Track whose task(s) to run.")] = "mini",
-    task: Annotated[
-        list[str] | None, typer.Option(help="Task id(s); default: the track's last task.")
-    ] = None,
-    tasks: Annotated[
-        str | None, typer.Option(help="A range of task ids, `mini-0..mini-3`, or `all`.")
-    ] = None,
+    task: Annotated[list[str] | None, typer.Option(help="Task id(s); default: the track's last task.")] = None,
+    tasks: Annotated[str | None, typer.Option(help="A range of task ids, `mini-0..mini-3`, or `all`.")] = None,
     scaffold: Annotated[str, typer.Option(help="Preset, module:Class or ./file.py:Class.")] = "flat",
     scaffold_arg: Annotated[list[str] | None, typer.Option(help="Scaffold parameter key=value.")] = None,
     nodes: Annotated[int | None, typer.Option(help="Node budget (default: the scaffold's).")] = None,
-    hints: Annotated[
-        str, typer.Option(help="none, pseudocode, text, paper or a '+' combination.")
-    ] = "pseudocode",
+    hints: Annotated[str, typer.Option(help="none, pseudocode, text, paper or a '+' combination.")] = "pseudocode",
     model_arg: Annotated[list[str] | None, typer.Option(help="Generation setting key=value.")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")] = None,
     replay_from: Annotated[Path | None, typer.Option(help="replay: the run directory to re-serve.")] = None,
@@ -249,9 +238,12 @@ def eval_cmd(
     time_limit: Annotated[float | None, typer.Option(help="Wall-clock limit per run, seconds.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Stop when the LLM cost reaches this (USD).")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Stop when LLM tokens reach this.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would run (container, command, environment, limits) and exit.")
+    ] = False,
 ) -> None:
     """Evaluate a model with a scaffold on one or more tasks; resumes when re-run."""
-    from harness.evaluate import EvalConfig, evaluate
+    from harness.evaluate import EvalConfig, Evaluation, evaluate
     from harness.leaderboard import write_leaderboard
     from harness.registry import load_track
     from harness.render import EventRenderer
@@ -296,6 +288,12 @@ def eval_cmd(
             max_tokens=max_tokens,
             gpus=gpus,
         )
+        if dry_run:
+            try:
+                print(json.dumps(Evaluation(cfg).plan(), indent=2, default=str))
+            except SpeedrunError as exc:
+                fail(exc)
+            continue
         console.rule(f"{tid} · {model} · {scaffold} · hints {hints}")
         try:
             with EventRenderer(console) as render:
@@ -331,9 +329,7 @@ def eval_cmd(
         from harness.scoring import mean_ci
 
         mean, lo, hi = mean_ci(scores)
-        console.print(
-            f"[bold]mean FSR {mean:.3f}[/bold] (95% CI {lo:.3f} – {hi:.3f}) over {len(scores)} tasks"
-        )
+        console.print(f"[bold]mean FSR {mean:.3f}[/bold] (95% CI {lo:.3f} – {hi:.3f}) over {len(scores)} tasks")
     console.print(f"[dim]leaderboard: {path}[/dim]")
 
 
@@ -390,9 +386,7 @@ def calibrate_cmd(
             by_key = {r.id: r for r in recs} | {str(r.index): r for r in recs}
             missing = [w for w in wanted if w not in by_key]
             if missing:
-                raise SpeedrunError(
-                    f"unknown record(s) {', '.join(missing)}; known: {', '.join(r.id for r in recs)}"
-                )
+                raise SpeedrunError(f"unknown record(s) {', '.join(missing)}; known: {', '.join(r.id for r in recs)}")
             recs = [by_key[w] for w in wanted]
         target = target_val_loss if target_val_loss is not None else tr.target_val_loss
         data = ensure_data(tr, data_dir, progress=lambda m: err_console.print(f"[dim]{m}[/dim]"))

@@ -204,6 +204,37 @@ class Evaluation:
             gpus=self.cfg.gpus,
         )
 
+    def plan(self) -> dict[str, Any]:
+        """What a run of this evaluation would execute (`--dry-run`): nothing is run or written."""
+        from harness.data.tracks import planned_data
+        from harness.execution.base import RunSpec
+
+        data = planned_data(self.track, self.cfg.data_dir)
+        spec = self.measure_spec(data)
+        workspace = self.run_dir / "nodes" / "<n>" / "workspace"
+        run = RunSpec(
+            command=spec.command,
+            workspace=workspace,
+            log_path=workspace.parent / "run.log",
+            env=spec.env,
+            time_limit_s=spec.time_limit_s,
+            data_dir=data.data_dir,
+            gpus=spec.gpus,
+            label="dry-run",
+        )
+        return {
+            "task": self.task.id,
+            "track": self.track.name,
+            "records": [self.from_record.id, self.to_record.id],
+            "target_val_loss": self.target,
+            "reference_times": self.track.reference_times,
+            "model": self.cfg.model,
+            "scaffold": self.scaffold.describe(),
+            "hints": self.hint_levels,
+            "run_dir": str(self.run_dir),
+            "run": self.executor().describe(run),
+        }
+
     # ---- the steps -------------------------------------------------------------------------
 
     def run(self) -> RunInfo:
@@ -274,9 +305,7 @@ class Evaluation:
                     f"{self.run_dir} holds a run with other settings; use another --results-dir "
                     "or remove that directory"
                 )
-            self.emit(
-                Event("info", f"resuming {self.run_dir} ({len(Journal(self.run_dir).nodes)} nodes done)")
-            )
+            self.emit(Event("info", f"resuming {self.run_dir} ({len(Journal(self.run_dir).nodes)} nodes done)"))
             old.config = self.cfg
             old.status = "running"
             return old
@@ -425,14 +454,11 @@ class Evaluation:
             self.emit(
                 Event(
                     "phase",
-                    f"confirming node {node_id} against {self.from_record.id} "
-                    f"(pair {k + 1}/{self.cfg.confirm_runs})",
+                    f"confirming node {node_id} against {self.from_record.id} (pair {k + 1}/{self.cfg.confirm_runs})",
                 )
             )
             r = measure(ref_files, self.run_dir / "confirm" / f"{k}-reference", spec, executor, "confirm/ref")
-            c = measure(
-                cand_files, self.run_dir / "confirm" / f"{k}-candidate", spec, executor, "confirm/cand"
-            )
+            c = measure(cand_files, self.run_dir / "confirm" / f"{k}-candidate", spec, executor, "confirm/cand")
             if not r.valid or r.train_time_ms is None:
                 raise ConfigError(
                     f"record {self.from_record.id} did not reach the target in a confirmation run: "
@@ -454,4 +480,3 @@ class Evaluation:
 
 def evaluate(cfg: EvalConfig, on_event: EventSink = ignore) -> RunInfo:
     return Evaluation(cfg, on_event).run()
-

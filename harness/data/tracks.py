@@ -20,9 +20,7 @@ class TrackData(BaseModel):
     val_glob: str
 
 
-def ensure_data(
-    track: Track, data_dir: Path | None = None, progress: Callable[[str], None] | None = None
-) -> TrackData:
+def ensure_data(track: Track, data_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> TrackData:
     """Prepare (or find) the track's data; fast when it is already there."""
     if track.dataset == "mini":
         from harness.data.mini import prepare_mini
@@ -50,3 +48,17 @@ def run_env(track: Track, data: TrackData, *, seed: int, target_val_loss: float)
         "SPEEDRUN_SEED": str(seed),
         "SPEEDRUN_TARGET_VAL_LOSS": repr(target_val_loss),
     }
+
+
+def planned_data(track: Track, data_dir: Path | None = None) -> TrackData:
+    """Where the data will be, without preparing anything (for `--dry-run`)."""
+    root = Path(data_dir) if data_dir else paths.data_dir(track.dataset if track.dataset != "none" else track.name)
+    if track.dataset == "mini":
+        return TrackData(
+            data_dir=root, train_glob=str(root / "mini_train_*.bin"), val_glob=str(root / "mini_val_*.bin")
+        )
+    if track.dataset == "fineweb":
+        return TrackData(
+            data_dir=root, train_glob=str(root / "fineweb_train_*.bin"), val_glob=str(root / "fineweb_val_*.bin")
+        )
+    return TrackData(data_dir=root, train_glob=str(root / "train_*.bin"), val_glob=str(root / "val_*.bin"))
