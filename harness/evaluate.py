@@ -70,20 +70,14 @@ class EvalConfig(BaseModel):
         return re.sub(r"[^A-Za-z0-9._+-]+", "-", "__".join(parts))
 
     def identity(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the recorded one."""
-        return self.model_dump(
-            include={
-                "task",
-                "model",
-                "model_args",
-                "scaffold",
-                "scaffold_args",
-                "hints",
-                "seed",
-                "target_val_loss",
-            },
+        """The settings a resumed run must share with the recorded one (the node budget may grow)."""
+        out = self.model_dump(
+            include={"task", "model", "model_args", "scaffold", "scaffold_args", "hints", "seed", "target_val_loss"},
             mode="json",
         )
+        out["scaffold_args"] = {k: v for k, v in out["scaffold_args"].items() if k != "nodes"}
+        out["model_args"] = {k: v for k, v in out["model_args"].items() if k not in ("max_connections", "base_url")}
+        return out
 
 
 class Reference(BaseModel):
@@ -406,7 +400,7 @@ class Evaluation:
                 **common,
             )
         if ref.source == "paper" or self.cfg.confirm_runs <= 0:
-            value = fsr(ref.t_ref_ms, ref.t_next_ms, best.time_ms)
+            value = fsr(ref.t_ref_ms, ref.t_next_ms, best.time_ms, self.track.min_speedup)
             return TaskScore(
                 fsr=value,
                 best_node=best.id,
@@ -428,8 +422,10 @@ class Evaluation:
         conf = self.confirm(best.id, executor, spec)
         ratio = statistics.median(conf.ratios) if all(conf.candidate_valid) and conf.ratios else None
         note = "" if ratio is not None else "the best node did not reach the target in every confirmation run"
+        if ratio is not None and ratio >= 1.0 - self.track.min_speedup:
+            note = f"not faster than record i beyond the track's noise margin ({self.track.min_speedup:.0%})"
         return TaskScore(
-            fsr=fsr_from_ratios(ratio, ref.next_ratio),
+            fsr=fsr_from_ratios(ratio, ref.next_ratio, self.track.min_speedup),
             best_node=best.id,
             best_time_ms=best.time_ms,
             candidate_ratio=ratio,

@@ -116,6 +116,9 @@ class Track(_Manifest):
     command: list[str] = Field(min_length=1)
     time_limit_s: float = Field(gt=0)
     reference_times: Literal["calibrate", "paper"] = "calibrate"
+    #: A candidate must be at least this fraction faster than record i to count as beating it:
+    #: smaller differences are within the track's timing noise (a null edit must score 0).
+    min_speedup: float = Field(0.0, ge=0.0, lt=1.0)
     rules: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     image: str | None = None

@@ -13,18 +13,19 @@ import statistics
 from collections.abc import Sequence
 
 
-def fsr(t_ref: float, t_next: float, t_candidate: float | None) -> float:
-    """FSR from absolute times. A missing or slower-than-reference candidate scores 0."""
-    if t_candidate is None or t_candidate >= t_ref:
+def fsr(t_ref: float, t_next: float, t_candidate: float | None, min_speedup: float = 0.0) -> float:
+    """FSR from absolute times. A missing candidate, or one not faster than record i by more
+    than `min_speedup` (the track's timing noise, as a fraction of t_ref), scores 0."""
+    if t_candidate is None or t_candidate >= t_ref * (1.0 - min_speedup):
         return 0.0
     if t_ref <= t_next:
         raise ValueError(f"record i+1 ({t_next:.0f} ms) is not faster than record i ({t_ref:.0f} ms)")
     return (t_ref - t_candidate) / (t_ref - t_next)
 
 
-def fsr_from_ratios(candidate_ratio: float | None, next_ratio: float) -> float:
+def fsr_from_ratios(candidate_ratio: float | None, next_ratio: float, min_speedup: float = 0.0) -> float:
     """FSR from t'/t_i and t_{i+1}/t_i."""
-    return fsr(1.0, next_ratio, candidate_ratio)
+    return fsr(1.0, next_ratio, candidate_ratio, min_speedup)
 
 
 def paired_ratios(numerators: Sequence[float], denominators: Sequence[float]) -> list[float]:

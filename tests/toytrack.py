@@ -54,6 +54,7 @@ def write_toy_track(root: Path, *, rates: tuple[float, ...] = (0.02, 0.04), step
         val_tokens = 1024
         command = ["python", "train.py"]
         time_limit_s = 60
+        min_speedup = 0.15
         rules = ["Keep the log format."]
         """))
     for i, rate in enumerate(rates):

@@ -1,0 +1,102 @@
+"""Whole evaluations on the toy track: oracle recovers the speed-up, null recovers none."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.evaluate import EvalConfig, evaluate, read_run
+from harness.leaderboard import collect
+
+runner = CliRunner()
+
+
+def _cfg(tmp_path: Path, model: str, **kw: object) -> EvalConfig:
+    base: dict[str, object] = dict(task="toy-0", model=model, scaffold="flat", scaffold_args={"nodes": 2},
+                                   results_dir=tmp_path / "results", calibration_runs=2, confirm_runs=2)
+    base.update(kw)
+    return EvalConfig.model_validate(base)
+
+
+def test_oracle_recovers_the_speedup(toy_home: Path, tmp_path: Path) -> None:
+    info = evaluate(_cfg(tmp_path, "oracle"))
+    assert info.status == "finished" and info.score is not None
+    assert 0.7 <= info.score.fsr <= 1.3
+    assert info.score.valid_nodes == 2 and info.score.reference.source == "calibrated"
+    run_dir = tmp_path / "results" / info.run_id
+    node = run_dir / "nodes" / "0"
+    for name in ("diff.patch", "run.log", "result.json", "transcript.jsonl", "transcript.md", "workspace/train.py"):
+        assert (node / name).is_file(), name
+    assert "RATE = 0.04" in (node / "workspace" / "train.py").read_text()
+    assert "+RATE = 0.04" in (node / "diff.patch").read_text()
+    assert (run_dir / "journal.jsonl").is_file()
+    recorded = read_run(run_dir)
+    assert recorded is not None and recorded.status == "finished" and not recorded.sandboxed
+
+
+def test_null_scores_zero(toy_home: Path, tmp_path: Path) -> None:
+    info = evaluate(_cfg(tmp_path, "null"))
+    assert info.score is not None and info.score.fsr == 0.0
+    df = collect(tmp_path / "results")
+    assert list(df["model"]) == ["null"] and list(df["fsr"]) == [0.0]
+
+
+def test_rerun_resumes_without_redoing(toy_home: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "oracle")
+    first = evaluate(cfg)
+    run_dir = tmp_path / "results" / first.run_id
+    stamps = {p: p.stat().st_mtime_ns for p in run_dir.glob("nodes/*/result.json")}
+    again = evaluate(cfg.model_copy(update={"scaffold_args": {"nodes": 3}}))
+    assert again.score is not None and again.score.nodes == 3
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+
+
+def test_changed_settings_refuse_to_mix(toy_home: Path, tmp_path: Path) -> None:
+    evaluate(_cfg(tmp_path, "null"))
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="other settings"):
+        evaluate(_cfg(tmp_path, "null", scaffold_args={"nodes": 2, "initial_drafts": 1}))
+
+
+def test_cli_eval_prints_fsr_and_writes_leaderboard(toy_home: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["eval", "--track", "toy", "--model", "oracle", "--nodes", "1", "--results-dir",
+                              str(tmp_path / "r"), "--calibration-runs", "1", "--confirm-runs", "1"])
+    assert res.exit_code == 0, res.output
+    assert "FSR" in res.output
+    assert (tmp_path / "r" / "leaderboard.csv").read_text().startswith("model,scaffold,hints,task,seed")
+    res = runner.invoke(app, ["leaderboard", "--results-dir", str(tmp_path / "r")])
+    assert res.exit_code == 0 and "oracle" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "gpt4"], "unknown model provider"),
+        (["--model", "oracle", "--task", "toy-7"], "unknown task"),
+        (["--model", "oracle", "--hints", "diagram"], "unknown hint level"),
+        (["--model", "oracle", "--scaffold", "beam"], "unknown scaffold"),
+        (["--model", "openai/gpt-4o"], "OPENAI_API_KEY"),
+        (["--model", "anthropic/claude-sonnet-4-6"], "ANTHROPIC_API_KEY"),
+    ],
+)
+def test_bad_input_is_one_clear_line(toy_home: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    res = runner.invoke(app, ["eval", "--track", "toy", "--results-dir", str(tmp_path / "r"), *args])
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
+    assert not list((tmp_path / "r").glob("*/nodes/*")), "nothing may run before the input is checked"
+
+
+def test_tasks_list_json_and_show(toy_home: Path) -> None:
+    res = runner.invoke(app, ["tasks", "list", "--track", "toy", "--json"])
+    assert res.exit_code == 0
+    rows = json.loads(res.output)
+    assert rows[0]["id"] == "toy-0" and rows[0]["track"] == "toy"
+    assert rows[0]["hints"] == ["pseudocode", "text", "paper"]
+    res = runner.invoke(app, ["tasks", "show", "toy-0"])
+    assert res.exit_code == 0 and "RATE = RATE * 2" in res.output

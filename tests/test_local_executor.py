@@ -1,0 +1,89 @@
+"""The local executor: limits that kill the whole process group, a scrubbed environment, logs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.execution.base import RunSpec
+from harness.execution.environment import candidate_env
+from harness.execution.local import LocalExecutor
+
+
+def _spec(tmp_path: Path, code: str, limit: float = 30, env: dict[str, str] | None = None) -> RunSpec:
+    ws = tmp_path / "ws"
+    ws.mkdir(exist_ok=True)
+    (ws / "train.py").write_text(code)
+    return RunSpec(command=[sys.executable, "train.py"], workspace=ws, log_path=tmp_path / "run.log",
+                   env=env or {}, time_limit_s=limit)
+
+
+def test_runs_streams_and_logs(tmp_path: Path) -> None:
+    lines: list[str] = []
+    res = LocalExecutor().run(_spec(tmp_path, "for i in range(3): print('step', i, flush=True)\n"), lines.append)
+    assert res.ok and res.exit_code == 0 and not res.sandboxed
+    assert lines == ["step 0", "step 1", "step 2"]
+    assert (tmp_path / "run.log").read_text() == "step 0\nstep 1\nstep 2\n"
+
+
+def test_exit_status_reported(tmp_path: Path) -> None:
+    res = LocalExecutor().run(_spec(tmp_path, "raise SystemExit(3)\n"))
+    assert res.exit_code == 3 and not res.ok and "status 3" in res.describe_failure()
+
+
+def test_time_limit_kills_whole_group(tmp_path: Path) -> None:
+    code = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "open('child.pid', 'w').write(str(child.pid))\n"
+        "print('started', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    t0 = time.monotonic()
+    res = LocalExecutor().run(_spec(tmp_path, code, limit=2))
+    assert res.timed_out and time.monotonic() - t0 < 20
+    pid = int((tmp_path / "ws" / "child.pid").read_text())
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie waiting for a reaper that is not us."""
+    for _ in range(50):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        if state in ("Z", "X"):
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_api_keys_never_reach_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
+    monkeypatch.setenv("HF_TOKEN", "hf-secret")
+    code = "import os; print(sorted(os.environ))\n"
+    res = LocalExecutor().run(_spec(tmp_path, code, env={"NANOGPT_VAL_TOKENS": "5", "MY_API_KEY": "x"}))
+    log = (tmp_path / "run.log").read_text()
+    assert res.ok and "NANOGPT_VAL_TOKENS" in log
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HF_TOKEN", "MY_API_KEY"):
+        assert name not in log
+    assert "MY_API_KEY" not in candidate_env({"MY_API_KEY": "x"})
+
+
+def test_log_flood_is_cut_and_killed(tmp_path: Path) -> None:
+    code = "import sys\nwhile True:\n    sys.stdout.write('x' * 1000 + '\\n')\n"
+    res = LocalExecutor(max_log_bytes=200_000).run(_spec(tmp_path, code, limit=30))
+    assert res.error is not None and "log exceeded" in res.error
+    assert (tmp_path / "run.log").stat().st_size < 260_000
+
+
+def test_missing_program(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "")
+    spec.command = ["/nonexistent/python"]
+    res = LocalExecutor().run(spec)
+    assert res.error and "could not start" in res.error
