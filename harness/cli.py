@@ -227,6 +227,9 @@ def eval_cmd(
     max_connections: Annotated[int | None, typer.Option(help="Concurrent LLM requests per provider.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the search and of the training runs.")] = 0,
     executor: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
+    executor_arg: Annotated[
+        list[str] | None, typer.Option(help="Executor setting key=value (docker: memory=8g; slurm: partition=gpu).")
+    ] = None,
     gpus: Annotated[str | None, typer.Option(help="GPUs for a run: all, N or 0,1,…")] = None,
     max_parallel: Annotated[int, typer.Option(help="Runs at once.")] = 1,
     schedule: Annotated[str, typer.Option(help="async (refill slots) or paper (batch barrier).")] = "async",
@@ -260,6 +263,7 @@ def eval_cmd(
         if max_connections:
             margs["max_connections"] = max_connections
         sargs = _kv(scaffold_arg or [], "--scaffold-arg")
+        xargs = _kv(executor_arg or [], "--executor-arg")
         if nodes is not None:
             sargs["nodes"] = nodes
         load_track(track)
@@ -276,6 +280,7 @@ def eval_cmd(
             hints=hints,
             seed=seed,
             executor=executor,
+            executor_args=xargs,
             max_parallel=max_parallel,
             schedule=schedule,
             results_dir=results_dir,
@@ -507,6 +512,19 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
     return str(value)
+
+
+@app.command("report")
+def report_cmd(
+    results_dir: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
+) -> None:
+    """Write report.md and report.html (with an FSR chart) for a results root."""
+    from harness.report import write_report
+
+    if not results_dir.is_dir():
+        fail(SpeedrunError(f"{results_dir}: no such results directory"))
+    md, page = write_report(results_dir)
+    console.print(f"wrote {md} and {page}")
 
 
 # ---- scaffolds -------------------------------------------------------------------------------------------

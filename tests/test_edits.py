@@ -13,7 +13,10 @@ CODE = "import os\n\ndef f(x):\n    return x + 1\n\ndef g(x):\n    return x + 1\
 
 
 def test_parse_and_apply_one_block() -> None:
-    answer = "Plan: add two.\n\ntrain.py\n<<<<<<< SEARCH\ndef f(x):\n    return x + 1\n=======\ndef f(x):\n    return x + 2\n>>>>>>> REPLACE\n"
+    answer = (
+        "Plan: add two.\n\ntrain.py\n<<<<<<< SEARCH\ndef f(x):\n    return x + 1\n"
+        "=======\ndef f(x):\n    return x + 2\n>>>>>>> REPLACE\n"
+    )
     out = apply_answer(answer, {"train.py": CODE}, "train.py")
     assert "return x + 2" in out.files["train.py"]
     assert out.files["train.py"].count("return x + 1") == 1

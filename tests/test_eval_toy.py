@@ -16,8 +16,15 @@ runner = CliRunner()
 
 
 def _cfg(tmp_path: Path, model: str, **kw: object) -> EvalConfig:
-    base: dict[str, object] = dict(task="toy-0", model=model, scaffold="flat", scaffold_args={"nodes": 2},
-                                   results_dir=tmp_path / "results", calibration_runs=2, confirm_runs=2)
+    base: dict[str, object] = dict(
+        task="toy-0",
+        model=model,
+        scaffold="flat",
+        scaffold_args={"nodes": 2},
+        results_dir=tmp_path / "results",
+        calibration_runs=2,
+        confirm_runs=2,
+    )
     base.update(kw)
     return EvalConfig.model_validate(base)
 
@@ -64,8 +71,24 @@ def test_changed_settings_refuse_to_mix(toy_home: Path, tmp_path: Path) -> None:
 
 
 def test_cli_eval_prints_fsr_and_writes_leaderboard(toy_home: Path, tmp_path: Path) -> None:
-    res = runner.invoke(app, ["eval", "--track", "toy", "--model", "oracle", "--nodes", "1", "--results-dir",
-                              str(tmp_path / "r"), "--calibration-runs", "1", "--confirm-runs", "1"])
+    res = runner.invoke(
+        app,
+        [
+            "eval",
+            "--track",
+            "toy",
+            "--model",
+            "oracle",
+            "--nodes",
+            "1",
+            "--results-dir",
+            str(tmp_path / "r"),
+            "--calibration-runs",
+            "1",
+            "--confirm-runs",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "FSR" in res.output
     assert (tmp_path / "r" / "leaderboard.csv").read_text().startswith("model,scaffold,hints,task,seed")
@@ -100,3 +123,13 @@ def test_tasks_list_json_and_show(toy_home: Path) -> None:
     assert rows[0]["hints"] == ["pseudocode", "text", "paper"]
     res = runner.invoke(app, ["tasks", "show", "toy-0"])
     assert res.exit_code == 0 and "RATE = RATE * 2" in res.output
+
+
+def test_report_has_tables_and_chart(toy_home: Path, tmp_path: Path) -> None:
+    evaluate(_cfg(tmp_path, "oracle", scaffold_args={"nodes": 1}, confirm_runs=1, calibration_runs=1))
+    res = runner.invoke(app, ["report", "--results-dir", str(tmp_path / "results")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "results" / "report.md").read_text()
+    assert "| oracle | flat | pseudocode | toy-0 |" in md
+    assert (tmp_path / "results" / "fsr.png").read_bytes().startswith(b"\x89PNG")
+    assert "data:image/png;base64," in (tmp_path / "results" / "report.html").read_text()

@@ -25,7 +25,10 @@ def get_executor(name: str, **options: Any) -> Executor:
         factory = getattr(importlib.import_module(module), cls)
     except ModuleNotFoundError as exc:
         raise ConfigError(f"executor {name!r} is not available: {exc}") from None
-    executor: Executor = factory(**options)
+    try:
+        executor: Executor = factory(**options)
+    except TypeError as exc:
+        raise ConfigError(f"executor {name!r}: bad --executor-arg ({exc})") from None
     return executor
 
 

@@ -1,0 +1,110 @@
+"""A shareable report of a results root: Markdown and a self-contained HTML page with a chart."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from harness.leaderboard import collect, summary
+
+
+def _markdown_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "_none_\n"
+    cols = list(df.columns)
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in df.itertuples(index=False):
+        out.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def _chart_png(df: pd.DataFrame) -> bytes | None:
+    """FSR per task, one bar group per agent (model · scaffold · hints)."""
+    done = df[df["fsr"].notna()]
+    if done.empty:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers
+    import matplotlib.pyplot as plt
+
+    done = done.assign(agent=done["model"] + " · " + done["scaffold"] + " · " + done["hints"])
+    table = done.pivot_table(index="task", columns="agent", values="fsr", aggfunc="mean")
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(table) + 3), 4))
+    table.plot.bar(ax=ax)
+    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_ylabel("FSR (mean over seeds)")
+    ax.set_title("Fraction of Speedup Recovered per task")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(results_dir: Path) -> tuple[Path, Path]:
+    """Write `report.md` and `report.html` (with `fsr.png`) into the results root."""
+    df = collect(results_dir)
+    summ = summary(df)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    per_task = df[
+        [
+            "model",
+            "scaffold",
+            "hints",
+            "task",
+            "seed",
+            "status",
+            "fsr",
+            "best_time_ms",
+            "t_ref_ms",
+            "t_next_ms",
+            "reference",
+            "valid_nodes",
+            "nodes",
+            "cost_usd",
+        ]
+    ]
+    md = [
+        f"# speedrun report\n\n{len(df)} evaluations under `{results_dir}`, {stamp}.\n",
+        "## Mean FSR per agent (95% CI over tasks)\n",
+        _markdown_table(summ),
+        "\n## Every evaluation\n",
+        _markdown_table(per_task),
+    ]
+    png = _chart_png(df)
+    if png is not None:
+        (results_dir / "fsr.png").write_bytes(png)
+        md.insert(3, "\n![FSR per task](fsr.png)\n")
+    md_path = results_dir / "report.md"
+    md_path.write_text("\n".join(md))
+    img = (
+        f'<img alt="FSR per task" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        if png is not None
+        else ""
+    )
+    page = (
+        "<!doctype html><meta charset='utf-8'><title>speedrun report</title>"
+        "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}</style>"
+        f"<h1>speedrun report</h1><p>{len(df)} evaluations under <code>{html.escape(str(results_dir))}</code>, "
+        f"{stamp}.</p><h2>Mean FSR per agent (95% CI over tasks)</h2>{summ.to_html(index=False, na_rep='-')}"
+        f"{img}<h2>Every evaluation</h2>{per_task.to_html(index=False, na_rep='-')}"
+    )
+    html_path = results_dir / "report.html"
+    html_path.write_text(page)
+    return md_path, html_path
