@@ -1,0 +1,77 @@
+"""The harness's own validity check on the real mini track: oracle recovers the human record's
+speed-up (FSR near 1), null recovers none (FSR 0). Real training runs, so these are `slow`;
+the smoke variant runs the same path at a loose target in the default suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.evaluate import EvalConfig, evaluate
+from harness.registry import load_track
+
+
+def _first_task() -> str:
+    return load_track("mini").tasks()[0].id
+
+
+def _cfg(tmp_path: Path, data: Path, model: str, **kw: object) -> EvalConfig:
+    base: dict[str, object] = dict(
+        task=_first_task(),
+        model=model,
+        hints="pseudocode",
+        scaffold="flat",
+        scaffold_args={"nodes": 1},
+        results_dir=tmp_path / "results",
+        data_dir=data,
+    )
+    base.update(kw)
+    return EvalConfig.model_validate(base)
+
+
+def test_smoke_eval_real_training(tmp_path: Path, mini_data_dir: Path) -> None:
+    """The whole path with real torch training, stopped early at a loose target."""
+    info = evaluate(
+        _cfg(
+            tmp_path,
+            mini_data_dir,
+            "oracle",
+            task=load_track("mini").tasks()[-1].id,
+            target_val_loss=2.6,
+            calibration_runs=1,
+            confirm_runs=1,
+        )
+    )
+    assert info.status == "finished" and info.score is not None
+    assert info.score.valid_nodes == 1
+    log = (tmp_path / "results" / info.run_id / "nodes" / "0" / "run.log").read_text()
+    assert " val_loss:" in log and "train_time:" in log
+
+
+@pytest.fixture(scope="module")
+def calibration_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The slow checks share one calibration, as evaluations on one machine do."""
+    return tmp_path_factory.mktemp("shared-cache")
+
+
+@pytest.mark.slow
+def test_oracle_first_task_fsr_near_one(
+    tmp_path: Path, mini_data_dir: Path, calibration_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPEEDRUN_CACHE", str(calibration_cache))
+    info = evaluate(_cfg(tmp_path, mini_data_dir, "oracle", calibration_runs=3, confirm_runs=3))
+    assert info.score is not None
+    print(info.score.model_dump_json(indent=2))
+    assert 0.7 <= info.score.fsr <= 1.3
+
+
+@pytest.mark.slow
+def test_null_first_task_fsr_zero(
+    tmp_path: Path, mini_data_dir: Path, calibration_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPEEDRUN_CACHE", str(calibration_cache))
+    info = evaluate(_cfg(tmp_path, mini_data_dir, "null", calibration_runs=3, confirm_runs=3))
+    assert info.score is not None
+    print(info.score.model_dump_json(indent=2))
+    assert info.score.fsr == 0.0
