@@ -66,6 +66,9 @@ class Record(_Manifest):
         return self.script_path.is_file()
 
     def code(self) -> str:
+        from harness.fetch import verify_fetched
+
+        verify_fetched(self.script_path)  # no-op for shipped code; fetched code must match its checksum
         if not self.available:
             raise ManifestError(
                 f"record {self.id}: {self.script_path} is missing; "
@@ -122,6 +125,8 @@ class Track(_Manifest):
     rules: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     image: str | None = None
+    #: Default options per executor (`[executors.docker]`: gpus, memory, shm_size, ...); flags override them.
+    executors: dict[str, dict[str, str | int | float | bool]] = Field(default_factory=dict)
     root: Path = Field(exclude=True)
 
     def manifest_root(self, kind: Literal["tasks", "records"]) -> Path:
@@ -160,6 +165,10 @@ class Track(_Manifest):
             data.setdefault("target_val_loss", self.target_val_loss)
             extra_rules = data.get("rules", [])
             data["rules"] = [*self.rules, *(extra_rules if isinstance(extra_rules, list) else [extra_rules])]
+            if self.source == "fetched":
+                from harness.fetch import verify_fetched
+
+                verify_fetched(hint_root / tid / "hints")
             data["hints"] = _read_hints(hint_root / tid / "hints")
             out.append(_validate(Task, data, path, id=tid, track=self.name, root=path.parent))
         return sorted(out, key=lambda t: t.index)
