@@ -120,9 +120,7 @@ def calibrate(
                     data={"record": rec.id, "done": done, "total": total},
                 )
             )
-            result = measure(
-                {rec.script: rec.code()}, work / rec.id, spec, executor, label=f"calibrate/{rec.id}"
-            )
+            result = measure({rec.script: rec.code()}, work / rec.id, spec, executor, label=f"calibrate/{rec.id}")
             if not result.valid or result.train_time_ms is None:
                 raise SpeedrunError(
                     f"calibration run of record {rec.id} did not reach the target "

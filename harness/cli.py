@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from harness.cli_records import records_app
 from harness.errors import SpeedrunError
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ scaffolds_app = typer.Typer(help="Search scaffolds.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(data_app, name="data")
 app.add_typer(scaffolds_app, name="scaffolds")
+app.add_typer(records_app, name="records")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -181,7 +183,10 @@ def parse_log_cmd(
 def data_prepare(
     track: Annotated[str, typer.Argument(help="mini or nanogpt")],
     data_dir: Annotated[Path | None, typer.Option(help="Where the shards go (default: the cache).")] = None,
-    train_shards: Annotated[int, typer.Option(help="nanogpt: number of FineWeb training shards.")] = 8,
+    train_shards: Annotated[
+        int | None,
+        typer.Option(help="nanogpt: FineWeb training shards of 100M tokens (default 65: enough for every record)."),
+    ] = None,
 ) -> None:
     """Download (or find) and verify a track's data."""
     try:
@@ -244,6 +249,16 @@ def eval_cmd(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would run (container, command, environment, limits) and exit.")
     ] = False,
+    analyze: Annotated[
+        bool,
+        typer.Option("--analyze", help="After each run, one more model call writes an analysis for later prompts."),
+    ] = False,
+    cumulative: Annotated[
+        bool,
+        typer.Option(
+            "--cumulative", help="Chain the tasks: each starts from the agent's best solution of the previous one."
+        ),
+    ] = False,
 ) -> None:
     """Evaluate a model with a scaffold on one or more tasks; resumes when re-run."""
     from harness.evaluate import EvalConfig, Evaluation, evaluate
@@ -269,30 +284,35 @@ def eval_cmd(
         load_track(track)
     except SpeedrunError as exc:
         fail(exc)
+    base = EvalConfig(
+        task=task_ids[0],
+        model=model,
+        model_args=margs,
+        scaffold=scaffold,
+        scaffold_args=sargs,
+        hints=hints,
+        seed=seed,
+        executor=executor,
+        executor_args=xargs,
+        max_parallel=max_parallel,
+        schedule=schedule,
+        results_dir=results_dir,
+        data_dir=data_dir,
+        calibration_runs=calibration_runs,
+        confirm_runs=confirm_runs,
+        target_val_loss=target_val_loss,
+        time_limit_s=time_limit,
+        max_cost_usd=max_cost,
+        max_tokens=max_tokens,
+        gpus=gpus,
+        analyze=analyze,
+    )
+    if cumulative and not dry_run:
+        _eval_chain(base, task_ids)
+        return
     scores = []
     for tid in task_ids:
-        cfg = EvalConfig(
-            task=tid,
-            model=model,
-            model_args=margs,
-            scaffold=scaffold,
-            scaffold_args=sargs,
-            hints=hints,
-            seed=seed,
-            executor=executor,
-            executor_args=xargs,
-            max_parallel=max_parallel,
-            schedule=schedule,
-            results_dir=results_dir,
-            data_dir=data_dir,
-            calibration_runs=calibration_runs,
-            confirm_runs=confirm_runs,
-            target_val_loss=target_val_loss,
-            time_limit_s=time_limit,
-            max_cost_usd=max_cost,
-            max_tokens=max_tokens,
-            gpus=gpus,
-        )
+        cfg = base.model_copy(update={"task": tid})
         if dry_run:
             try:
                 print(json.dumps(Evaluation(cfg).plan(), indent=2, default=str))
@@ -313,22 +333,10 @@ def eval_cmd(
             write_leaderboard(results_dir)
             raise typer.Exit(3)
         if info.score is not None:
-            s = info.score
-            ref = s.reference
-            best = f"{s.best_time_ms / 1000:.1f} s" if s.best_time_ms else "none"
-            console.print(
-                f"[bold]{tid}[/bold]: FSR [bold green]{s.fsr:.3f}[/bold green] · best node {s.best_node} ({best}) · "
-                f"record {ref.from_record} {ref.t_ref_ms / 1000:.1f} s → {ref.to_record} {ref.t_next_ms / 1000:.1f} s "
-                f"({ref.source}) · valid {s.valid_nodes}/{s.nodes}" + (f" · {s.note}" if s.note else ""),
-                highlight=False,
-            )
-            if s.candidate_ratio is not None:
-                console.print(
-                    f"  time ratio candidate/record {s.candidate_ratio:.3f} vs record {ref.to_record} "
-                    f"{ref.next_ratio:.3f}",
-                    highlight=False,
-                )
-            scores.append(s.fsr)
+            _print_score(tid, info)
+            scores.append(info.score.fsr)
+    if dry_run:
+        return  # a dry run writes nothing, not even the leaderboard
     _, path = write_leaderboard(results_dir)
     if len(scores) > 1:
         from harness.scoring import mean_ci
@@ -336,6 +344,64 @@ def eval_cmd(
         mean, lo, hi = mean_ci(scores)
         console.print(f"[bold]mean FSR {mean:.3f}[/bold] (95% CI {lo:.3f} – {hi:.3f}) over {len(scores)} tasks")
     console.print(f"[dim]leaderboard: {path}[/dim]")
+
+
+def _print_score(tid: str, info: Any) -> None:
+    s = info.score
+    ref = s.reference
+    best = f"{s.best_time_ms / 1000:.1f} s" if s.best_time_ms else "none"
+    console.print(
+        f"[bold]{tid}[/bold]: FSR [bold green]{s.fsr:.3f}[/bold green] · best node {s.best_node} ({best}) · "
+        f"record {ref.from_record} {ref.t_ref_ms / 1000:.1f} s → {ref.to_record} {ref.t_next_ms / 1000:.1f} s "
+        f"({ref.source}) · valid {s.valid_nodes}/{s.nodes}" + (f" · {s.note}" if s.note else ""),
+        highlight=False,
+    )
+    if s.candidate_ratio is not None:
+        console.print(
+            f"  time ratio candidate/record {s.candidate_ratio:.3f} vs record {ref.to_record} {ref.next_ratio:.3f}",
+            highlight=False,
+        )
+
+
+def _eval_chain(base: Any, task_ids: list[str]) -> None:
+    """`eval --cumulative`: the tasks in order, each from the previous one's best solution."""
+    from harness.cumulative import chain_dir, run_chain
+    from harness.leaderboard import write_leaderboard
+    from harness.render import EventRenderer
+    from harness.scoring import mean_ci
+
+    console.rule(f"cumulative {task_ids[0]} .. {task_ids[-1]} · {base.model} · {base.scaffold} · hints {base.hints}")
+    try:
+        with EventRenderer(console) as render:
+            chain = run_chain(base, task_ids, on_event=render, on_step=lambda step, info: _print_score(step.task, info))
+    except SpeedrunError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted; re-run the same command to resume[/yellow]")
+        raise typer.Exit(130) from None
+    table = Table(title=f"cumulative chain {chain.chain_id}")
+    for col in ("step", "task", "starts from", "status", "FSR", "best node", "best time", "record i → i+1"):
+        table.add_column(col)
+    for k, st in enumerate(chain.steps, 1):
+        table.add_row(
+            str(k),
+            st.task,
+            "human record" if st.started_from == "record" else "own solution",
+            st.status,
+            _fmt(st.fsr),
+            _fmt(st.best_node),
+            f"{st.best_time_ms / 1000:.1f} s" if st.best_time_ms else "-",
+            f"{st.t_ref_ms / 1000:.1f} s → {st.t_next_ms / 1000:.1f} s" if st.t_ref_ms and st.t_next_ms else "-",
+        )
+    console.print(table)
+    _, path = write_leaderboard(chain_dir(base, task_ids[0]))
+    if chain.status == "stopped":
+        console.print(f"[yellow]stopped[/yellow] at {chain.steps[-1].task}; re-run the same command to resume")
+        raise typer.Exit(3)
+    if len(chain.fsrs) > 1:
+        mean, lo, hi = mean_ci(chain.fsrs)
+        console.print(f"[bold]mean FSR {mean:.3f}[/bold] (95% CI {lo:.3f} – {hi:.3f}) over {len(chain.fsrs)} steps")
+    console.print(f"[dim]chain: {path.parent}[/dim]")
 
 
 def _task_ids(track: str, task: list[str] | None, tasks: str | None) -> list[str]:
@@ -377,11 +443,11 @@ def calibrate_cmd(
     from rich.progress import Progress
 
     from harness.calibration import calibrate, save_calibration
-    from harness.data.tracks import ensure_data, run_env
-    from harness.engine import python_command
+    from harness.data.tracks import ensure_data
+    from harness.evaluate import track_command, track_env
     from harness.execution import get_executor
     from harness.measure import MeasureSpec
-    from harness.registry import load_track
+    from harness.registry import Record, load_track
 
     try:
         tr = load_track(track)
@@ -395,26 +461,39 @@ def calibrate_cmd(
             recs = [by_key[w] for w in wanted]
         target = target_val_loss if target_val_loss is not None else tr.target_val_loss
         data = ensure_data(tr, data_dir, progress=lambda m: err_console.print(f"[dim]{m}[/dim]"))
-        ex_args: dict[str, Any] = {"image": tr.image} if executor == "docker" else {}
-        ex = get_executor(executor, **ex_args)
+        local = executor == "local"
         spec = MeasureSpec(
-            command=python_command(tr.command, local=executor == "local"),
-            env=run_env(tr, data, seed=0, target_val_loss=target),
+            command=track_command(tr, gpus, local=local),
+            env=track_env(tr, data, gpus, local=local, seed=0, target_val_loss=target),
             time_limit_s=tr.time_limit_s,
             target_val_loss=target,
             data_dir=data.data_dir,
             gpus=gpus,
         )
+        # Records of different PyTorch eras run in different images: one interleaved series per image.
+        groups: dict[str | None, list[Record]] = {}
+        for rec in recs:
+            groups.setdefault(rec.image or tr.image if executor == "docker" else None, []).append(rec)
         with Progress(console=err_console, transient=False) as progress:
             bar = progress.add_task("calibrating", total=runs * len(recs))
+            offset = [0]
 
             def on_event(ev: Any) -> None:
                 if "time_ms" in ev.data:
-                    progress.update(bar, completed=ev.data["done"], description=ev.message)
+                    progress.update(bar, completed=offset[0] + ev.data["done"], description=ev.message)
                 else:
                     progress.update(bar, description=ev.message)
 
-            cal = calibrate(tr, recs, runs=runs, executor=ex, spec=spec, on_event=on_event)
+            for image, group in groups.items():
+                ex_args: dict[str, Any] = dict(tr.executors.get(executor, {}))
+                if image:
+                    ex_args["image"] = image
+                ex = get_executor(executor, **ex_args)
+                try:
+                    cal = calibrate(tr, group, runs=runs, executor=ex, spec=spec, on_event=on_event)
+                finally:
+                    ex.close()
+                offset[0] += runs * len(group)
         path = save_calibration(tr, cal)
     except SpeedrunError as exc:
         fail(exc)
@@ -533,10 +612,11 @@ def report_cmd(
 @scaffolds_app.command("list")
 def scaffolds_list() -> None:
     """Built-in and installed scaffolds, with their parameters."""
-    from scaffolds import scaffold_classes
+    from scaffolds import broken_plugins, scaffold_classes
 
     try:
         classes = scaffold_classes()
+        broken = broken_plugins()
     except SpeedrunError as exc:
         fail(exc)
     table = Table(title="scaffolds")
@@ -545,6 +625,8 @@ def scaffolds_list() -> None:
     for name, cls in sorted(classes.items()):
         params = ", ".join(f"{k}={f.default}" for k, f in cls.Params.model_fields.items())
         table.add_row(name, cls.description, params)
+    for name, reason in sorted(broken.items()):
+        table.add_row(name, f"[red]{reason}[/red]", "-")
     console.print(table)
 
 

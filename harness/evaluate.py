@@ -8,6 +8,7 @@ runs are read back, never redone.
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import re
 import statistics
@@ -18,11 +19,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 import harness
-from harness import calibration, paths
+from harness import calibration
 from harness.budget import Budget
 from harness.coder.prompts import hints_for, parse_hint_levels
 from harness.data.tracks import TrackData, ensure_data, run_env
-from harness.engine import Engine, EngineConfig, Schedule, python_command
+from harness.engine import Engine, EngineConfig, Schedule, python_command, spent
 from harness.errors import ConfigError
 from harness.events import Event, EventSink, ignore
 from harness.execution import get_executor
@@ -61,18 +62,28 @@ class EvalConfig(BaseModel):
     max_cost_usd: float | None = None
     max_tokens: int | None = None
     gpus: str | None = None
+    #: After each run, one more model call writes a short analysis that child prompts see.
+    analyze: bool = False
+    #: The script the search starts from instead of record i's (cumulative mode: the agent's
+    #: own best solution of the previous task). FSR is still measured against record i.
+    start_from: Path | None = None
 
     def run_id(self) -> str:
         """Named by what identifies a result row, so the same command finds its own run again."""
         parts = [self.task, self.model, self.scaffold, self.hints, f"s{self.seed}"]
         if self.target_val_loss is not None:
             parts.append(f"target{self.target_val_loss:g}")
+        if self.analyze:
+            parts.append("analyze")
+        if self.start_from is not None:
+            parts.append("from-" + hashlib.sha256(str(self.start_from).encode()).hexdigest()[:8])
         return re.sub(r"[^A-Za-z0-9._+-]+", "-", "__".join(parts))
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the recorded one (the node budget may grow)."""
         out = self.model_dump(
-            include={"task", "model", "model_args", "scaffold", "scaffold_args", "hints", "seed", "target_val_loss"},
+            include={"task", "model", "model_args", "scaffold", "scaffold_args", "hints", "seed", "target_val_loss"}
+            | {"analyze", "start_from"},
             mode="json",
         )
         out["scaffold_args"] = {k: v for k, v in out["scaffold_args"].items() if k != "nodes"}
@@ -150,6 +161,51 @@ def write_run(run_dir: Path, info: RunInfo) -> None:
     tmp.replace(run_dir / RUN_JSON)
 
 
+#: Training processes when `--gpus` does not name a number: the benchmark's node has eight GPUs.
+#: Not the GPUs this machine happens to have, because the records fix their global batch as
+#: per-GPU batch x world size, so a different process count trains a different run.
+DEFAULT_GPUS = 8
+NPROC_PLACEHOLDER = "{nproc_per_node}"
+
+
+def gpu_count(gpus: str | None) -> int:
+    """`--gpus` as a process count: unset or `all` -> 8, `N` -> N, `0,1,2,3` (or `device=...`) -> 4."""
+    value = (gpus or "").strip()
+    if value in ("", "all"):
+        return DEFAULT_GPUS
+    if value == "none":
+        raise ConfigError("--gpus none leaves no GPU for the track's command; use all, a count or device ids")
+    if value.isdigit():
+        count = int(value)
+    else:
+        ids = value.removeprefix("device=").strip("\"'")
+        if not re.fullmatch(r"[\w-]+(,[\w-]+)*", ids):
+            raise ConfigError(f"cannot read --gpus {gpus!r}; use all, a count, or device ids like 0,1")
+        count = len(ids.split(","))
+    if count < 1:
+        raise ConfigError(f"--gpus {gpus!r} leaves no GPU for the track's command; use all, a count or ids")
+    return count
+
+
+def track_command(track: Track, gpus: str | None, *, local: bool) -> list[str]:
+    """The track's command with `{nproc_per_node}` filled in from `--gpus`."""
+    command = list(track.command)
+    if any(NPROC_PLACEHOLDER in part for part in command):
+        n = str(gpu_count(gpus))
+        command = [part.replace(NPROC_PLACEHOLDER, n) for part in command]
+    return python_command(command, local=local)
+
+
+def track_env(track: Track, data: TrackData, gpus: str | None, *, local: bool, **kw: Any) -> dict[str, str]:
+    """`run_env`, plus CUDA_VISIBLE_DEVICES on the local executor when `--gpus` names device ids
+    (a container sees only the requested devices; a local process would otherwise see all)."""
+    env = run_env(track, data, **kw)
+    value = (gpus or "").strip().removeprefix("device=")
+    if local and value and value != "all" and not value.isdigit():
+        env["CUDA_VISIBLE_DEVICES"] = value
+    return env
+
+
 def _versions() -> dict[str, str]:
     out = {"speedrun": harness.__version__, "python": platform.python_version()}
     try:
@@ -171,6 +227,10 @@ class Evaluation:
         self.track: Track = load_track(self.task.track)
         self.target = cfg.target_val_loss if cfg.target_val_loss is not None else self.task.target_val_loss
         self.hint_levels = parse_hint_levels(cfg.hints)
+        if self.track.source == "fetched":
+            from harness.fetch import require_fetched
+
+            require_fetched(self.track.name)  # says to run `speedrun records fetch`, not "no hint"
         hints_for(self.task, self.hint_levels)  # a missing hint level fails now, not mid-run
         self.from_record = self.track.record(self.task.from_record)
         self.to_record = self.track.record(self.task.to_record)
@@ -179,19 +239,34 @@ class Evaluation:
         self.scaffold = get_scaffold(cfg.scaffold, cfg.scaffold_args)
         self.run_dir = cfg.results_dir / cfg.run_id()
         self.time_limit_s = cfg.time_limit_s or self.track.time_limit_s
+        if cfg.start_from is not None and not cfg.start_from.is_file():
+            raise ConfigError(f"start file {cfg.start_from} not found")
+
+    def start_code(self) -> str:
+        """The script the search starts from: record i's, or `start_from`."""
+        return self.cfg.start_from.read_text() if self.cfg.start_from else self.from_record.code()
 
     def executor(self) -> Executor:
-        args = dict(self.cfg.executor_args)
+        # Precedence: explicit executor options, then --gpus, then the track's defaults.
+        args: dict[str, Any] = dict(self.track.executors.get(self.cfg.executor, {}))
         if self.cfg.executor == "docker":
-            args.setdefault("image", self.from_record.image or self.track.image)
+            args["image"] = self.from_record.image or self.track.image
             if self.cfg.gpus:
-                args.setdefault("gpus", self.cfg.gpus)
+                args["gpus"] = self.cfg.gpus
+        args.update(self.cfg.executor_args)
         return get_executor(self.cfg.executor, **args)
 
     def measure_spec(self, data: TrackData) -> MeasureSpec:
         return MeasureSpec(
-            command=python_command(self.track.command, local=self.cfg.executor == "local"),
-            env=run_env(self.track, data, seed=self.cfg.seed, target_val_loss=self.target),
+            command=track_command(self.track, self.cfg.gpus, local=self.cfg.executor == "local"),
+            env=track_env(
+                self.track,
+                data,
+                self.cfg.gpus,
+                local=self.cfg.executor == "local",
+                seed=self.cfg.seed,
+                target_val_loss=self.target,
+            ),
             time_limit_s=self.time_limit_s,
             target_val_loss=self.target,
             data_dir=data.data_dir,
@@ -221,13 +296,29 @@ class Evaluation:
             "track": self.track.name,
             "records": [self.from_record.id, self.to_record.id],
             "target_val_loss": self.target,
-            "reference_times": self.track.reference_times,
+            "reference_times": self.reference_plan(),
             "model": self.cfg.model,
             "scaffold": self.scaffold.describe(),
             "hints": self.hint_levels,
             "run_dir": str(self.run_dir),
             "run": self.executor().describe(run),
         }
+
+    def reference_plan(self) -> dict[str, Any]:
+        """Which reference times a run would use, measuring nothing: a calibration of this machine
+        when it has both records, else the paper's times (paper tracks) or a calibration to come."""
+        a, b = self.from_record, self.to_record
+        cal = calibration.load_calibration(self.track, self.cfg.executor, self.target)
+        if cal.has(a) and cal.has(b):
+            return {
+                "source": "calibrated",
+                "file": str(calibration.calibration_path(self.track, self.cfg.executor, self.target)),
+                "time_ms": {a.id: cal.records[a.id].median_ms, b.id: cal.records[b.id].median_ms},
+            }
+        if self.track.reference_times == "paper":
+            times = {r.id: r.reference.time_ms if r.reference else None for r in (a, b)}
+            return {"source": "paper", "time_ms": times}
+        return {"source": "calibrate", "runs_per_record": self.cfg.calibration_runs}
 
     # ---- the steps -------------------------------------------------------------------------
 
@@ -254,7 +345,7 @@ class Evaluation:
                 EngineConfig(
                     task=self.task,
                     main_file=self.from_record.script,
-                    start_files={self.from_record.script: self.from_record.code()},
+                    start_files={self.from_record.script: self.start_code()},
                     command=spec.command,
                     run_env=spec.env,
                     time_limit_s=spec.time_limit_s,
@@ -265,7 +356,8 @@ class Evaluation:
                     schedule=self.cfg.schedule,
                     seed=self.cfg.seed,
                     gpus=self.cfg.gpus,
-                    budget=Budget(self.cfg.max_cost_usd, self.cfg.max_tokens, Journal(self.run_dir).usage()),
+                    budget=Budget(self.cfg.max_cost_usd, self.cfg.max_tokens, spent(self.run_dir)),
+                    analyze=self.cfg.analyze,
                 ),
                 model=self.model,
                 scaffold=self.scaffold,
@@ -317,7 +409,12 @@ class Evaluation:
         return (
             f"The script trains a model on track `{self.track.name}` ({self.track.title}). A run counts when "
             f"a printed validation loss reaches {self.target} or lower; the score is its train_time. "
-            f"Record {self.from_record.id} (this script) needs about {self._ref_hint()}. "
+            + (
+                f"This script is your own solution of the previous task; record {self.from_record.id} "
+                if self.cfg.start_from
+                else f"Record {self.from_record.id} (this script) "
+            )
+            + f"needs about {self._ref_hint()}. "
             "Make it reach the target faster."
         )
 
@@ -327,9 +424,16 @@ class Evaluation:
 
     def reference(self, executor: Executor, spec: MeasureSpec) -> Reference:
         a, b = self.from_record, self.to_record
-        if self.track.reference_times == "paper":
-            return self._paper_reference(a, b)
         cal = calibration.load_calibration(self.track, executor.name, self.target)
+        if self.track.reference_times == "paper" and not (cal.has(a) and cal.has(b)):
+            self.emit(
+                Event(
+                    "info",
+                    f"reference times: the paper's re-measurement on 8xH100; `speedrun calibrate --track "
+                    f"{self.track.name} --records {a.index},{b.index}` measures them on this machine instead",
+                )
+            )
+            return self._paper_reference(a, b)
         missing = [r for r in (a, b) if not cal.has(r)]
         if missing:
             self.emit(

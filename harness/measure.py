@@ -23,9 +23,7 @@ class MeasureSpec(BaseModel):
     gpus: str | None = None
 
 
-def measure(
-    files: dict[str, str], workdir: Path, spec: MeasureSpec, executor: Executor, label: str = ""
-) -> RunResult:
+def measure(files: dict[str, str], workdir: Path, spec: MeasureSpec, executor: Executor, label: str = "") -> RunResult:
     """Run `files` once in a fresh `workdir` and judge the log against the target."""
     if workdir.exists():
         shutil.rmtree(workdir)

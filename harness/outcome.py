@@ -35,12 +35,7 @@ class RunResult(BaseModel):
     @property
     def valid(self) -> bool:
         """Counts for the score: ended normally, reached the target, broke no rule."""
-        return (
-            not self.crashed
-            and self.reached_target
-            and not self.rule_violations
-            and self.train_time_ms is not None
-        )
+        return not self.crashed and self.reached_target and not self.rule_violations and self.train_time_ms is not None
 
 
 def judge(parsed: ParsedLog, run: ExecResult, target_val_loss: float, violations: list[str]) -> RunResult:

@@ -144,8 +144,7 @@ class Track(_Manifest):
     def records(self) -> list[Record]:
         code_root = self.manifest_root("records")
         out = [
-            _load(Record, path, id=rid, track=self.name, root=code_root / rid)
-            for rid, path in self._facts().items()
+            _load(Record, path, id=rid, track=self.name, root=code_root / rid) for rid, path in self._facts().items()
         ]
         return sorted(out, key=lambda r: r.index)
 

@@ -219,9 +219,7 @@ def test_second_call_is_fast_and_rewrites_nothing(tmp_path: Path, sdist: tuple[P
     assert _mtimes(data_dir) == before
 
 
-def test_sdist_from_environment(
-    tmp_path: Path, sdist: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_sdist_from_environment(tmp_path: Path, sdist: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(mini.SDIST_ENV, str(sdist[0]))
     data = prepare_mini(expected_sha256=sdist[1])
     assert data.data_dir == tmp_path / "cache" / "data" / "mini"  # paths.data_dir("mini")
@@ -305,9 +303,7 @@ def test_concurrent_callers_build_once(tmp_path: Path, sdist: tuple[Path, str]) 
     built: list[str] = []
 
     def worker() -> None:
-        results.append(
-            prepare_mini(data_dir, sdist=sdist[0], expected_sha256=sdist[1], progress=built.append)
-        )
+        results.append(prepare_mini(data_dir, sdist=sdist[0], expected_sha256=sdist[1], progress=built.append))
 
     threads = [threading.Thread(target=worker) for _ in range(3)]
     for t in threads:

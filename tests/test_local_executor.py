@@ -17,8 +17,13 @@ def _spec(tmp_path: Path, code: str, limit: float = 30, env: dict[str, str] | No
     ws = tmp_path / "ws"
     ws.mkdir(exist_ok=True)
     (ws / "train.py").write_text(code)
-    return RunSpec(command=[sys.executable, "train.py"], workspace=ws, log_path=tmp_path / "run.log",
-                   env=env or {}, time_limit_s=limit)
+    return RunSpec(
+        command=[sys.executable, "train.py"],
+        workspace=ws,
+        log_path=tmp_path / "run.log",
+        env=env or {},
+        time_limit_s=limit,
+    )
 
 
 def test_runs_streams_and_logs(tmp_path: Path) -> None:

@@ -155,9 +155,7 @@ def test_nan_and_inf_losses_mean_divergence() -> None:
     train_inf = parse_log(STANDARD_RUN.replace("train_loss:7.25", "train_loss:inf"))
     assert train_inf.diverged and train_inf.val_loss == 6.4
 
-    llmc = parse_log(
-        "s:0 tel:11.0\ns:0 trl:11.0 lr:0.1 norm:1.0\ns:1 trl:-nan lr:0.1 norm:nan\ns:2 tel:nan\n"
-    )
+    llmc = parse_log("s:0 tel:11.0\ns:0 trl:11.0 lr:0.1 norm:1.0\ns:1 trl:-nan lr:0.1 norm:nan\ns:2 tel:nan\n")
     assert llmc.diverged and llmc.finished
     assert llmc.train_loss is not None and math.isnan(llmc.train_loss)
 
@@ -275,11 +273,7 @@ def test_hostile_lines_stay_fast() -> None:
         f"step:{digits}/{digits} val_loss:{digits}x\n"
         f"peak memory {digits}\n"
         f"s:{digits} tel:{digits}\n"
-        f"step:1/2 val_loss:{digits}{'1.' * 50_000}\n"
-        + "step:" * 100_000
-        + "\n"
-        + "x" * 3_000_000
-        + STANDARD_RUN
+        f"step:1/2 val_loss:{digits}{'1.' * 50_000}\n" + "step:" * 100_000 + "\n" + "x" * 3_000_000 + STANDARD_RUN
     )
     start = time.perf_counter()
     parsed = parse_log(text)

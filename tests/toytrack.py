@@ -43,11 +43,13 @@ for step in range(STEPS + 1):
 '''
 
 
-def write_toy_track(root: Path, *, rates: tuple[float, ...] = (0.02, 0.04), step_s: float = 0.004,
-                    target: float = 1.0) -> Path:
+def write_toy_track(
+    root: Path, *, rates: tuple[float, ...] = (0.02, 0.04), step_s: float = 0.004, target: float = 1.0
+) -> Path:
     """Create `tasks/toy` and `records/toy` under `root`: one record per rate, a task per pair."""
     (root / "tasks" / "toy").mkdir(parents=True)
-    (root / "tasks" / "toy" / "track.toml").write_text(textwrap.dedent(f"""\
+    (root / "tasks" / "toy" / "track.toml").write_text(
+        textwrap.dedent(f"""\
         title = "Toy track for tests"
         dataset = "none"
         target_val_loss = {target}
@@ -56,7 +58,8 @@ def write_toy_track(root: Path, *, rates: tuple[float, ...] = (0.02, 0.04), step
         time_limit_s = 60
         min_speedup = 0.15
         rules = ["Keep the log format."]
-        """))
+        """)
+    )
     for i, rate in enumerate(rates):
         rdir = root / "records" / "toy" / f"{i:02d}-rate{rate}"
         rdir.mkdir(parents=True)

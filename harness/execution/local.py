@@ -52,9 +52,7 @@ class LocalExecutor(Executor):
                 )
             assert proc.stdout is not None
             flooded = threading.Event()
-            pump = threading.Thread(
-                target=self._pump, args=(proc.stdout, log, on_line, flooded, proc), daemon=True
-            )
+            pump = threading.Thread(target=self._pump, args=(proc.stdout, log, on_line, flooded, proc), daemon=True)
             pump.start()
             timed_out = False
             try:

@@ -17,6 +17,8 @@ class OracleModel(Model):
     def generate(self, messages: list[Message], context: CodingContext) -> Completion:
         from harness.registry import get_task, load_track
 
+        if _purpose(context) != "code":
+            return Completion(text=_remark(self.provider, context), usage=Usage(calls=1), model=self.name)
         task = get_task(context.task_id)
         target = load_track(task.track).record(task.to_record).code()
         blocks = diff_blocks(context.current_code, target, context.file_name)
@@ -33,7 +35,21 @@ class NullModel(Model):
     provider = "null"
 
     def generate(self, messages: list[Message], context: CodingContext) -> Completion:
+        if _purpose(context) != "code":
+            return Completion(text=_remark(self.provider, context), usage=Usage(calls=1), model=self.name)
         return Completion(text=_noop_answer(context), usage=Usage(calls=1), model=self.name)
+
+
+def _purpose(context: CodingContext) -> str:
+    """What a call is for: the engine's analysis and scaffolds' own calls say so (`CallContext`)."""
+    return str(getattr(context, "purpose", "code"))
+
+
+def _remark(provider: str, context: CodingContext) -> str:
+    """A fixed short answer to a call that is not for code (an analysis, a scaffold's question),
+    so that offline runs with `--analyze` or an ideation step stay deterministic."""
+    where = f" of node {context.node_id}" if context.node_id is not None else ""
+    return f"[{provider}] no {_purpose(context)}{where}: the offline model only edits code."
 
 
 def _noop_answer(context: CodingContext) -> str:

@@ -34,8 +34,6 @@ def get_model(spec: str, args: dict[str, Any] | None = None) -> Model:
     try:
         factory = getattr(importlib.import_module(module), cls)
     except ModuleNotFoundError as exc:
-        raise ConfigError(
-            f"provider {provider!r} is not available here ({exc}); pip install speedrun"
-        ) from None
+        raise ConfigError(f"provider {provider!r} is not available here ({exc}); pip install speedrun") from None
     model: Model = factory(spec, args)
     return model
