@@ -33,6 +33,7 @@ from typing import Any, Literal
 from harness import rules
 from harness.budget import Budget
 from harness.coder import CoderResult, Feedback, build_messages, unified_diff, write_candidate
+from harness.coder.prompts import analysis_messages
 from harness.errors import BudgetExceeded, ConfigError
 from harness.events import Event, EventSink, ignore
 from harness.execution.base import Executor, RunSpec
@@ -73,13 +74,6 @@ class EngineConfig:
     budget: Budget = field(default_factory=Budget)
     #: After each run, ask the model for a short analysis (saved and shown to child prompts).
     analyze: bool = False
-
-
-class CallContext(CodingContext):
-    """A model call's context with what it is for (`code`, `analysis`, or a scaffold's own
-    purpose), so offline models can answer each kind in kind."""
-
-    purpose: str = "code"
 
 
 # ---- what travels between the stages ---------------------------------------------------------
@@ -388,13 +382,13 @@ class Engine:
         messages = analysis_messages(
             self.cfg.task,
             self.cfg.target_description,
-            job.action,
+            job.action.kind,
             job.coded.plan if job.coded else "",
             _bounded((ndir / "diff.patch").read_text() if (ndir / "diff.patch").is_file() else "", DIFF_MAX_CHARS),
             job.summary,
             log_tail(ndir / "run.log"),
         )
-        ctx = CallContext(
+        ctx = CodingContext(
             task_id=self.cfg.task.id,
             file_name=self.cfg.main_file,
             current_code=job.files.get(self.cfg.main_file, ""),
@@ -498,7 +492,7 @@ class _EngineContext(ScaffoldContext):
         with self._lock:
             self._calls += 1
             attempt = self._calls
-        ctx = CallContext(
+        ctx = CodingContext(
             task_id=eng.cfg.task.id,
             file_name=eng.cfg.main_file,
             current_code=eng.cfg.start_files.get(eng.cfg.main_file, ""),
@@ -517,7 +511,7 @@ class _EngineContext(ScaffoldContext):
 def _call(
     model: Model,
     messages: list[Message],
-    ctx: CallContext,
+    ctx: CodingContext,
     transcript_dir: Path,
     before: Callable[[], None],
     after: Callable[[Usage], None],
@@ -591,33 +585,6 @@ def _with_note(messages: list[Message], note: str, file_name: str) -> list[Messa
     return [*messages[:-1], Message(role=messages[-1].role, content=content)]
 
 
-ANALYSIS_SYSTEM = """\
-You review one training run of a speedrun: a script was changed to reach a target validation
-loss in less training time, then run. In at most five sentences, say what the change was,
-what the run shows (use the numbers given; do not invent any), and the most promising next
-step. Plain prose, no code."""
-
-
-def analysis_messages(
-    task: Task,
-    target_description: str,
-    action: Action,
-    plan: str,
-    diff: str,
-    summary: str,
-    tail: str,
-) -> list[Message]:
-    parts = [
-        f"# Task {task.id}: {task.title}",
-        target_description,
-        f"## The attempt ({action.kind})\n\n{plan or '(no plan stated)'}",
-        f"## Its diff\n\n```diff\n{diff or '(no change)'}\n```",
-        f"## The run (read from its log)\n\n{summary}",
-        f"## End of its log\n\n```\n{tail}\n```",
-    ]
-    return [Message(role="system", content=ANALYSIS_SYSTEM), Message(role="user", content="\n\n".join(parts))]
-
-
 def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 20].rstrip() + "\n[... cut ...]"
 
@@ -670,11 +637,9 @@ def python_command(command: list[str], local: bool) -> list[str]:
 
 
 __all__ = [
-    "CallContext",
     "Engine",
     "EngineConfig",
     "Schedule",
-    "analysis_messages",
     "log_tail",
     "python_command",
     "scaffold_usage",

@@ -116,3 +116,30 @@ def fix_request(reason: str) -> Message:
             "against the current file shown above."
         ),
     )
+
+
+ANALYSIS_SYSTEM = """\
+You review one training run of a speedrun: a script was changed to reach a target validation
+loss in less training time, then run. In at most five sentences, say what the change was,
+what the run shows (use the numbers given; do not invent any), and the most promising next
+step. Plain prose, no code."""
+
+
+def analysis_messages(
+    task: Task,
+    target_description: str,
+    action_kind: str,
+    plan: str,
+    diff: str,
+    summary: str,
+    tail: str,
+) -> list[Message]:
+    parts = [
+        f"# Task {task.id}: {task.title}",
+        target_description,
+        f"## The attempt ({action_kind})\n\n{plan or '(no plan stated)'}",
+        f"## Its diff\n\n```diff\n{diff or '(no change)'}\n```",
+        f"## The run (read from its log)\n\n{summary}",
+        f"## End of its log\n\n```\n{tail}\n```",
+    ]
+    return [Message(role="system", content=ANALYSIS_SYSTEM), Message(role="user", content="\n\n".join(parts))]

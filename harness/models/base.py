@@ -57,6 +57,8 @@ class CodingContext(BaseModel):
     current_code: str
     node_id: int | None = None
     attempt: int = 0
+    #: What the call is for: `code` (edits), `analysis` (a run's review), or a scaffold's own purpose.
+    purpose: str = "code"
 
 
 class Model(ABC):
