@@ -226,6 +226,8 @@ class Evaluation:
         self.task: Task = get_task(cfg.task)
         self.track: Track = load_track(self.task.track)
         self.target = cfg.target_val_loss if cfg.target_val_loss is not None else self.task.target_val_loss
+        # An overridden target (smoke runs) is the task's target everywhere: prompts, judging, scoring.
+        self.task = self.task.model_copy(update={"target_val_loss": self.target})
         self.hint_levels = parse_hint_levels(cfg.hints)
         if self.track.source == "fetched":
             from harness.fetch import require_fetched

@@ -133,3 +133,11 @@ def test_report_has_tables_and_chart(toy_home: Path, tmp_path: Path) -> None:
     assert "| oracle | flat | pseudocode | toy-0 |" in md
     assert (tmp_path / "results" / "fsr.png").read_bytes().startswith(b"\x89PNG")
     assert "data:image/png;base64," in (tmp_path / "results" / "report.html").read_text()
+
+
+def test_target_override_is_the_target_everywhere(toy_home: Path, tmp_path: Path) -> None:
+    """A smoke run with a looser target judges nodes against that target, not the task's."""
+    info = evaluate(_cfg(tmp_path, "null", target_val_loss=2.0, scaffold_args={"nodes": 1}, confirm_runs=1))
+    assert info.score is not None and info.score.valid_nodes == 1
+    transcript = (tmp_path / "results" / info.run_id / "nodes" / "0" / "transcript.md").read_text()
+    assert "reaches 2.0 or lower" in transcript

@@ -1,0 +1,398 @@
+"""A scripted stand-in for the OpenAI and Anthropic HTTP APIs, for testing the real SDK clients.
+
+It listens on 127.0.0.1 (a free port) in a background thread and answers
+`POST /v1/chat/completions` in OpenAI's wire format and `POST /v1/messages` in Anthropic's
+(server-sent events when the request asks to stream). Each request takes the next reply from
+a script; when the script runs out, `default` answers. Requests are recorded so tests can
+assert on what the client sent.
+
+    with FakeLLMServer() as server:
+        server.script(rate_limited(retry_after="2"), answer("hello"))
+        client = OpenAI(base_url=server.openai_base_url, api_key="test")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+ReplyKind = Literal["answer", "error", "malformed", "drop", "stream_error", "truncated"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted response. Build them with the functions below."""
+
+    kind: ReplyKind
+    text: str = ""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    error_type: str | None = None
+    error_code: str | None = None
+    message: str = ""
+    input_tokens: int = 120
+    output_tokens: int = 40
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    thinking: str | None = None
+    finish_reason: str | None = None
+    delay_s: float = 0.0
+    model: str | None = None
+
+
+def answer(text: str, **fields: Any) -> Reply:
+    """A normal answer; `fields` set usage (`input_tokens`, `cached_tokens`, ...) and the like."""
+    return Reply("answer", text=text, **fields)
+
+
+def error(status: int, message: str, *, error_type: str | None = None, **fields: Any) -> Reply:
+    return Reply("error", status=status, message=message, error_type=error_type, **fields)
+
+
+def rate_limited(retry_after: str | None = "1", *, retry_after_ms: str | None = None, **fields: Any) -> Reply:
+    headers = {}
+    if retry_after is not None:
+        headers["retry-after"] = retry_after
+    if retry_after_ms is not None:
+        headers["retry-after-ms"] = retry_after_ms
+    return Reply("error", status=429, message="Rate limit reached", headers=headers, **fields)
+
+
+def server_error(status: int = 500) -> Reply:
+    return Reply("error", status=status, message="The server had an error while processing your request")
+
+
+def overloaded() -> Reply:
+    return Reply("error", status=529, message="Overloaded", error_type="overloaded_error")
+
+
+def bad_request(message: str = "prompt is too long: 250000 tokens > 200000 maximum", **fields: Any) -> Reply:
+    return Reply("error", status=400, message=message, **fields)
+
+
+def malformed() -> Reply:
+    """A 200 whose body is not JSON (or, streaming, an event whose data is not JSON)."""
+    return Reply("malformed")
+
+
+def dropped() -> Reply:
+    """Headers and part of the body, then the connection closes."""
+    return Reply("drop", text="this answer will never arrive in full " * 20)
+
+
+def overloaded_mid_stream() -> Reply:
+    """Anthropic streams only: a 200 stream that starts well, then carries an `error` event."""
+    return Reply("stream_error", text="the start of an answer", message="Overloaded", error_type="overloaded_error")
+
+
+def truncated_stream() -> Reply:
+    """Anthropic streams only: half the events, then a clean end of the body (no `message_stop`)."""
+    return Reply("truncated", text="an answer that stops " * 10)
+
+
+def record_change_answer(track: str, task_id: str) -> Reply:
+    """An answer that makes the task's human change, as SEARCH/REPLACE blocks (what the oracle says)."""
+    from harness.coder.edits import render_block
+    from harness.models.oracle import diff_blocks
+    from harness.registry import load_track
+
+    loaded = load_track(track)
+    task = next(t for t in loaded.tasks() if t.id == task_id)
+    old, new = loaded.record(task.from_record), loaded.record(task.to_record)
+    blocks = diff_blocks(old.code(), new.code(), old.script)
+    body = "\n".join(render_block(b.file, b.search, b.replace) for b in blocks)
+    return answer(f"Making the change of {task.to_record}.\n\n{body}", input_tokens=6000, output_tokens=900)
+
+
+_DEFAULT_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class FakeLLMServer:
+    def __init__(self) -> None:
+        self.default: Reply = answer("OK")
+        self.requests: list[Request] = []
+        self.max_in_flight = 0
+        self._queue: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, name="fake-llm", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.url
+
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._queue.extend(replies)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def start(self) -> FakeLLMServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _next(self, request: Request) -> Reply:
+        with self._lock:
+            self.requests.append(request)
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            return self._queue.popleft() if self._queue else self.default
+
+    def _done(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+
+def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(_Handler):
+        fake = server
+
+    return Handler
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeLLMServer
+    # HTTP/1.1 keeps connections alive, as the SDKs' pools expect, and allows chunked streams.
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {"_raw": raw.decode(errors="replace")}
+        request = Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        anthropic = self.path.rstrip("/").endswith("/messages")
+        if not anthropic and not self.path.rstrip("/").endswith("/chat/completions"):
+            self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found_error"}})
+            return
+        reply = self.fake._next(request)
+        try:
+            if reply.delay_s:
+                time.sleep(reply.delay_s)
+            if reply.kind == "error":
+                self._send_error(reply, anthropic)
+            elif anthropic and body.get("stream"):
+                self._send_anthropic_stream(reply, body)
+            elif reply.kind == "malformed":
+                self._send_raw(200, b'{"id": "broken", "choices": [{"message": ', "application/json")
+            else:
+                payload = _anthropic_message(reply, body) if anthropic else _openai_completion(reply, body)
+                self._send_json(200, payload, drop=reply.kind in ("drop", "stream_error", "truncated"))
+        finally:
+            self.fake._done()
+
+    def _send_error(self, reply: Reply, anthropic: bool) -> None:
+        error_type = reply.error_type or _DEFAULT_ERROR_TYPES.get(reply.status, "api_error")
+        if anthropic:
+            payload: dict[str, Any] = {
+                "type": "error",
+                "error": {"type": error_type, "message": reply.message},
+                "request_id": "req_fake",
+            }
+        else:
+            payload = {"error": {"message": reply.message, "type": error_type, "param": None, "code": reply.error_code}}
+        self._send_json(reply.status, payload, headers=reply.headers)
+
+    def _send_json(
+        self, status: int, payload: object, *, headers: dict[str, str] | None = None, drop: bool = False
+    ) -> None:
+        self._send_raw(status, json.dumps(payload).encode(), "application/json", headers=headers, drop=drop)
+
+    def _send_raw(
+        self,
+        status: int,
+        data: bytes,
+        content_type: str,
+        *,
+        headers: dict[str, str] | None = None,
+        drop: bool = False,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if drop:
+            self.wfile.write(data[: len(data) // 2])
+            self._hang_up()
+        else:
+            self.wfile.write(data)
+
+    def _hang_up(self) -> None:
+        self.wfile.flush()
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _send_anthropic_stream(self, reply: Reply, request: dict[str, Any]) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        events = _anthropic_events(reply, request)
+        if reply.kind == "malformed":
+            events = [("message_start", "{not json")]
+        elif reply.kind == "stream_error":
+            error = {"type": "error", "error": {"type": reply.error_type, "message": reply.message}}
+            events = [*events[:3], ("error", json.dumps(error))]
+        elif reply.kind == "truncated":
+            events = events[: len(events) // 2]
+        for i, (event, data) in enumerate(events):
+            if reply.kind == "drop" and i == len(events) // 2:
+                self._hang_up()
+                return
+            chunk = f"event: {event}\ndata: {data}\n\n".encode()
+            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        self.wfile.write(b"0\r\n\r\n")
+
+
+def _openai_completion(reply: Reply, request: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": reply.model or request.get("model", "fake"),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                "finish_reason": reply.finish_reason or "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": reply.input_tokens,
+            "completion_tokens": reply.output_tokens,
+            "total_tokens": reply.input_tokens + reply.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens, "audio_tokens": 0},
+        },
+    }
+
+
+def _anthropic_usage(reply: Reply) -> dict[str, Any]:
+    # Anthropic counts cache reads apart from `input_tokens`; the fake's `input_tokens` is the total.
+    usage: dict[str, Any] = {
+        "input_tokens": reply.input_tokens - reply.cached_tokens,
+        "cache_read_input_tokens": reply.cached_tokens,
+        "cache_creation_input_tokens": 0,
+        "output_tokens": reply.output_tokens,
+    }
+    if reply.reasoning_tokens:
+        usage["output_tokens_details"] = {"thinking_tokens": reply.reasoning_tokens}
+    return usage
+
+
+def _anthropic_content(reply: Reply) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    if reply.thinking is not None:
+        blocks.append({"type": "thinking", "thinking": reply.thinking, "signature": "sig"})
+    blocks.append({"type": "text", "text": reply.text})
+    return blocks
+
+
+def _anthropic_message(reply: Reply, request: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": reply.model or request.get("model", "fake"),
+        "content": _anthropic_content(reply),
+        "stop_reason": reply.finish_reason or "end_turn",
+        "stop_sequence": None,
+        "usage": _anthropic_usage(reply),
+    }
+
+
+def _anthropic_events(reply: Reply, request: dict[str, Any]) -> list[tuple[str, str]]:
+    usage = _anthropic_usage(reply)
+    start = _anthropic_message(reply, request) | {"content": [], "stop_reason": None}
+    start["usage"] = usage | {"output_tokens": 1}
+    events: list[tuple[str, Any]] = [("message_start", {"type": "message_start", "message": start})]
+    for index, block in enumerate(_anthropic_content(reply)):
+        kind = block["type"]
+        empty = {"type": "thinking", "thinking": "", "signature": ""} if kind == "thinking" else block | {"text": ""}
+        events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": empty}))
+        whole = block["thinking"] if kind == "thinking" else block["text"]
+        for piece in [whole[i : i + 40] for i in range(0, len(whole), 40)]:
+            delta = (
+                {"type": "thinking_delta", "thinking": piece}
+                if kind == "thinking"
+                else {"type": "text_delta", "text": piece}
+            )
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+        if kind == "thinking":
+            delta = {"type": "signature_delta", "signature": "sig"}
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+    events.append(("ping", {"type": "ping"}))
+    delta_usage = {"output_tokens": reply.output_tokens}
+    if "output_tokens_details" in usage:
+        delta_usage["output_tokens_details"] = usage["output_tokens_details"]
+    events.append(
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": reply.finish_reason or "end_turn", "stop_sequence": None},
+                "usage": delta_usage,
+            },
+        )
+    )
+    events.append(("message_stop", {"type": "message_stop"}))
+    return [(event, json.dumps(data)) for event, data in events]
