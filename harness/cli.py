@@ -366,7 +366,7 @@ def _print_score(tid: str, info: Any) -> None:
 def _eval_chain(base: Any, task_ids: list[str]) -> None:
     """`eval --cumulative`: the tasks in order, each from the previous one's best solution."""
     from harness.cumulative import chain_dir, run_chain
-    from harness.leaderboard import write_leaderboard
+    from harness.leaderboard import fmt_cell, write_leaderboard
     from harness.render import EventRenderer
     from harness.scoring import mean_ci
 
@@ -388,8 +388,8 @@ def _eval_chain(base: Any, task_ids: list[str]) -> None:
             st.task,
             "human record" if st.started_from == "record" else "own solution",
             st.status,
-            _fmt(st.fsr),
-            _fmt(st.best_node),
+            fmt_cell(st.fsr),
+            fmt_cell(st.best_node),
             f"{st.best_time_ms / 1000:.1f} s" if st.best_time_ms else "-",
             f"{st.t_ref_ms / 1000:.1f} s → {st.t_next_ms / 1000:.1f} s" if st.t_ref_ms and st.t_next_ms else "-",
         )
@@ -539,32 +539,18 @@ def leaderboard_cmd(
     results_dir: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
 ) -> None:
     """Tabulate every evaluation under a results root and write leaderboard.csv."""
-    from harness.leaderboard import summary, write_leaderboard
+    from harness.leaderboard import DISPLAY_COLUMNS, fmt_cell, summary, write_leaderboard
 
     df, path = write_leaderboard(results_dir)
     if df.empty:
         console.print(f"no evaluations under {results_dir}")
         return
     table = Table(title=f"leaderboard ({len(df)} runs)")
-    cols = [
-        "model",
-        "scaffold",
-        "hints",
-        "task",
-        "seed",
-        "status",
-        "fsr",
-        "best_time_ms",
-        "t_ref_ms",
-        "t_next_ms",
-        "valid_nodes",
-        "nodes",
-        "cost_usd",
-    ]
+    cols = DISPLAY_COLUMNS
     for col in cols:
         table.add_column(col)
     for record in df.to_dict("records"):
-        table.add_row(*[_fmt(record[c]) for c in cols])
+        table.add_row(*[fmt_cell(record[c]) for c in cols])
     console.print(table)
     summ = summary(df)
     if not summ.empty:
@@ -583,14 +569,6 @@ def leaderboard_cmd(
             )
         console.print(st)
     console.print(f"[dim]wrote {path}[/dim]")
-
-
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
-    return str(value)
 
 
 @app.command("report")

@@ -21,14 +21,13 @@ import random
 import shutil
 import sys
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from harness import rules
 from harness.budget import Budget
@@ -42,7 +41,7 @@ from harness.logparse import ParsedLog, parse_log_file
 from harness.models.base import CodingContext, Message, Model, ModelError, Usage
 from harness.outcome import RunResult, judge
 from harness.registry import Task
-from harness.transcript import Exchange, append_exchange, read_exchanges
+from harness.transcript import read_exchanges, recorded_call
 from scaffolds.base import Action, Scaffold, ScaffoldContext, SearchState
 
 Schedule = Literal["async", "paper"]
@@ -397,7 +396,8 @@ class Engine:
         )
         extra = Usage()
         try:
-            text, extra = _call(self.model, messages, ctx, ndir, self._before_call, self.cfg.budget.add)
+            done = recorded_call(self.model, messages, ctx, ndir, self._before_call, self.cfg.budget.add)
+            text, extra = done.text, done.usage
         except (ModelError, BudgetExceeded, _Abandoned) as exc:
             # The run's result is worth keeping without its analysis; a budget stop still stops.
             if isinstance(exc, BudgetExceeded):
@@ -499,45 +499,13 @@ class _EngineContext(ScaffoldContext):
             attempt=attempt,
             purpose=purpose,
         )
-        text, _ = _call(
+        completion = recorded_call(
             eng.model, list(messages), ctx, eng.run_dir / SCAFFOLD_DIR, eng._before_call, eng.cfg.budget.add
         )
-        return text
+        return completion.text
 
     def files(self, node_id: int | None) -> dict[str, str]:
         return dict(self.engine.cfg.start_files) if node_id is None else self.engine.files_of(node_id)
-
-
-def _call(
-    model: Model,
-    messages: list[Message],
-    ctx: CodingContext,
-    transcript_dir: Path,
-    before: Callable[[], None],
-    after: Callable[[Usage], None],
-) -> tuple[str, Usage]:
-    """One model call outside the coder: budget-checked, counted, and transcribed."""
-    before()
-    started = datetime.now(UTC)
-    t0 = time.monotonic()
-    common: dict[str, Any] = {
-        "task_id": ctx.task_id,
-        "node": ctx.node_id,
-        "attempt": ctx.attempt,
-        "purpose": ctx.purpose,
-        "model": model.spec,
-        "settings": model.settings(),
-        "messages": messages,
-        "started_at": started,
-    }
-    try:
-        completion = model.generate(messages, ctx)
-    except ModelError as exc:
-        append_exchange(transcript_dir, Exchange(**common, error=str(exc), latency_s=time.monotonic() - t0))
-        raise
-    after(completion.usage)
-    append_exchange(transcript_dir, Exchange(**common, completion=completion, latency_s=time.monotonic() - t0))
-    return completion.text, completion.usage
 
 
 def search_rng(seed: int, done: int, pending: int) -> random.Random:

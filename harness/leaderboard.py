@@ -28,6 +28,32 @@ COLUMNS = [
     "run_id",
 ]
 LEADERBOARD_CSV = "leaderboard.csv"
+#: What a person reads first: the agent, the task, the score and what it cost.
+DISPLAY_COLUMNS = [
+    "model",
+    "scaffold",
+    "hints",
+    "task",
+    "seed",
+    "status",
+    "fsr",
+    "best_time_ms",
+    "t_ref_ms",
+    "t_next_ms",
+    "reference",
+    "valid_nodes",
+    "nodes",
+    "cost_usd",
+]
+
+
+def fmt_cell(value: object) -> str:
+    """One table cell: '-' for missing, three decimals for small floats, none for large."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
 
 
 def collect(results_dir: Path) -> pd.DataFrame:

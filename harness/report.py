@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.leaderboard import collect, summary
+from harness.leaderboard import DISPLAY_COLUMNS, collect, fmt_cell, summary
 
 
 def _markdown_table(df: pd.DataFrame) -> str:
@@ -19,16 +19,8 @@ def _markdown_table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in df.itertuples(index=False):
-        out.append("| " + " | ".join(_cell(v) for v in row) + " |")
+        out.append("| " + " | ".join(fmt_cell(v) for v in row) + " |")
     return "\n".join(out) + "\n"
-
-
-def _cell(value: object) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
-    return str(value)
 
 
 def _chart_png(df: pd.DataFrame) -> bytes | None:
@@ -61,24 +53,7 @@ def write_report(results_dir: Path) -> tuple[Path, Path]:
     df = collect(results_dir)
     summ = summary(df)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    per_task = df[
-        [
-            "model",
-            "scaffold",
-            "hints",
-            "task",
-            "seed",
-            "status",
-            "fsr",
-            "best_time_ms",
-            "t_ref_ms",
-            "t_next_ms",
-            "reference",
-            "valid_nodes",
-            "nodes",
-            "cost_usd",
-        ]
-    ]
+    per_task = df[DISPLAY_COLUMNS]
     md = [
         f"# speedrun report\n\n{len(df)} evaluations under `{results_dir}`, {stamp}.\n",
         "## Mean FSR per agent (95% CI over tasks)\n",

@@ -7,13 +7,15 @@ beside it is the same conversation for a person to read.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from harness.models.base import Completion, Message
+from harness.models.base import CodingContext, Completion, Message, Model, ModelError, Usage
 
 TRANSCRIPT_JSONL = "transcript.jsonl"
 TRANSCRIPT_MD = "transcript.md"
@@ -69,3 +71,37 @@ def _render(ex: Exchange) -> str:
     if ex.error:
         parts.append(f"\n## error\n\n{ex.error}\n")
     return "".join(parts) + "\n---\n\n"
+
+
+def recorded_call(
+    model: Model,
+    messages: list[Message],
+    ctx: CodingContext,
+    transcript_dir: Path,
+    before: Callable[[], None] | None = None,
+    after: Callable[[Usage], None] | None = None,
+) -> Completion:
+    """One model call, budget-checked (`before` may raise), counted (`after`) and transcribed,
+    whether it answers or fails."""
+    if before is not None:
+        before()
+    common: dict[str, Any] = {
+        "task_id": ctx.task_id,
+        "node": ctx.node_id,
+        "attempt": ctx.attempt,
+        "purpose": ctx.purpose,
+        "model": model.spec,
+        "settings": model.settings(),
+        "messages": messages,
+        "started_at": datetime.now(UTC),
+    }
+    t0 = time.monotonic()
+    try:
+        completion = model.generate(messages, ctx)
+    except ModelError as exc:
+        append_exchange(transcript_dir, Exchange(**common, error=str(exc), latency_s=time.monotonic() - t0))
+        raise
+    if after is not None:
+        after(completion.usage)
+    append_exchange(transcript_dir, Exchange(**common, completion=completion, latency_s=time.monotonic() - t0))
+    return completion

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import difflib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.coder.edits import EditError, apply_answer
 from harness.coder.prompts import fix_request
 from harness.models.base import CodingContext, Message, Model, ModelError, Usage
-from harness.transcript import Exchange, append_exchange
+from harness.transcript import recorded_call
 
 #: How many times an answer whose edits do not apply is sent back before the node fails.
 MAX_FIX_ATTEMPTS = 2
@@ -45,8 +43,6 @@ def write_candidate(
     notes: list[str] = []
     convo = list(messages)
     for attempt in range(max_fix_attempts + 1):
-        if before_call is not None:
-            before_call()
         ctx = CodingContext(
             task_id=task_id,
             file_name=main_file,
@@ -54,43 +50,11 @@ def write_candidate(
             node_id=node_id,
             attempt=attempt,
         )
-        started = datetime.now(UTC)
-        t0 = time.monotonic()
         try:
-            completion = model.generate(convo, ctx)
+            completion = recorded_call(model, convo, ctx, node_dir, before_call, after_call)
         except ModelError as exc:
-            append_exchange(
-                node_dir,
-                Exchange(
-                    task_id=task_id,
-                    node=node_id,
-                    attempt=attempt,
-                    model=model.spec,
-                    settings=model.settings(),
-                    messages=convo,
-                    error=str(exc),
-                    started_at=started,
-                    latency_s=time.monotonic() - t0,
-                ),
-            )
             return CoderResult(None, usage, notes=notes, error=f"model error: {exc}")
         usage = usage + completion.usage
-        if after_call is not None:
-            after_call(completion.usage)
-        append_exchange(
-            node_dir,
-            Exchange(
-                task_id=task_id,
-                node=node_id,
-                attempt=attempt,
-                model=model.spec,
-                settings=model.settings(),
-                messages=convo,
-                completion=completion,
-                started_at=started,
-                latency_s=time.monotonic() - t0,
-            ),
-        )
         try:
             outcome = apply_answer(completion.text, files, main_file)
         except EditError as exc:
