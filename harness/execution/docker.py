@@ -1,0 +1,419 @@
+"""Run a candidate in a locked-down container: the executor for code an LLM wrote.
+
+One container per run, created from the track's image through the docker SDK:
+no network, no capabilities, no privilege escalation, a non-root user, a
+read-only root filesystem with only the workspace (rw), `/tmp` (a size-limited
+tmpfs) and the data (ro) mounted, and memory, pids, CPU and shm limits. The log
+is streamed to `spec.log_path` as it is written; the container is killed at the
+wall-clock limit and removed once its log and exit state are saved, whatever
+happens to the harness meanwhile (`prune` removes leftovers of a hard crash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from harness.errors import ConfigError
+from harness.execution.base import ExecResult, Executor, LineCallback, RunSpec
+from harness.execution.environment import candidate_env
+from harness.execution.local import MAX_LOG_BYTES
+
+#: Where the run sees its workspace and its data.
+WORKSPACE = "/workspace"
+DATA = "/data"
+#: Label on every container this executor creates; `prune` removes by it.
+LABEL = "speedrun"
+RUN_LABEL = "speedrun.run"
+#: How often the waiting thread wakes up, so that Ctrl-C and the limit are noticed promptly.
+POLL_S = 0.25
+#: An orphaned run (its harness gone) kills itself this long after its wall-clock limit.
+ORPHAN_GRACE_S = 60.0
+#: How long to wait for the log stream to drain after the container has stopped.
+DRAIN_S = 10.0
+
+
+class DockerExecutor(Executor):
+    """Runs each candidate in its own container; defaults fit the mini track on a laptop.
+
+    `gpus` follows `docker run --gpus`: `all`, a count (`2`), or device ids
+    (`device=0,1` or `0,1`); a run's `spec.gpus` overrides it. `user` is the
+    container's `uid:gid`; the workspace is made writable for it before the run.
+    """
+
+    name = "docker"
+    sandboxed = True
+
+    def __init__(
+        self,
+        image: str,
+        *,
+        memory: str = "8g",
+        cpus: float | None = None,
+        pids_limit: int = 1024,
+        shm_size: str = "1g",
+        tmpfs_size: str = "1g",
+        gpus: str | None = None,
+        user: str = "1000:1000",
+        docker_host: str | None = None,
+        max_log_bytes: int = MAX_LOG_BYTES,
+    ) -> None:
+        if not re.fullmatch(r"\d+:\d+", user):
+            raise ConfigError(f"docker user must be numeric uid:gid (like 1000:1000), got {user!r}")
+        self.image = image
+        self.memory = memory
+        self.cpus = cpus
+        self.pids_limit = pids_limit
+        self.shm_size = shm_size
+        self.tmpfs_size = tmpfs_size
+        self.gpus = gpus
+        self.user = user
+        self.docker_host = docker_host
+        self.max_log_bytes = max_log_bytes
+        self.orphan_grace_s = ORPHAN_GRACE_S
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
+    # -- configuration -----------------------------------------------------------------
+
+    def container_config(self, spec: RunSpec) -> dict[str, Any]:
+        """Keyword arguments for `containers.create`: plain data, also what `describe` shows."""
+        workspace = spec.workspace.resolve()
+        volumes: dict[str, dict[str, str]] = {str(workspace): {"bind": WORKSPACE, "mode": "rw"}}
+        if spec.data_dir is not None:
+            volumes[str(spec.data_dir.resolve())] = {"bind": DATA, "mode": "ro"}
+        config: dict[str, Any] = {
+            "image": self.image,
+            "command": self.container_command(spec),
+            "environment": self.container_env(spec),
+            "working_dir": WORKSPACE,
+            "user": self.user,
+            "labels": {LABEL: "1", RUN_LABEL: spec.label},
+            "volumes": volumes,
+            "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_size},mode=1777"},
+            "read_only": True,
+            "network_mode": "none",
+            # Without a network the container's random hostname resolves to nothing, and
+            # `torchrun --standalone` (the nanogpt track) waits forever to rendezvous on it.
+            "hostname": "localhost",
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "mem_limit": self.memory,
+            # Equal to the memory limit: no swap, so a hog meets the OOM killer instead of thrashing.
+            "memswap_limit": self.memory,
+            "pids_limit": self.pids_limit,
+            "shm_size": self.shm_size,
+            # The engine keeps its own copy of the log; bound it like ours.
+            "log_config": {"type": "json-file", "config": {"max-size": str(self.max_log_bytes), "max-file": "2"}},
+        }
+        if self.cpus is not None:
+            config["nano_cpus"] = int(self.cpus * 1e9)
+        if requests := device_requests(spec.gpus or self.gpus):
+            config["device_requests"] = requests
+        return config
+
+    def container_command(self, spec: RunSpec) -> list[str]:
+        """`spec.command` behind a small shell prologue.
+
+        stderr joins stdout in one pipe, as with the local executor, so the log keeps the
+        order in which lines were written (the engine copies two pipes separately). And the
+        run carries its own deadline (`timeout`, where the image has it), a little after the
+        harness's: if the harness dies without a chance to clean up (SIGKILL, a lost node),
+        the orphaned run still stops, and `prune` finds it stopped, not holding GPUs.
+        """
+        backstop = math.ceil(spec.time_limit_s + self.orphan_grace_s)
+        script = f'command -v timeout >/dev/null 2>&1 && exec timeout -s KILL {backstop} "$@" 2>&1; exec "$@" 2>&1'
+        return ["/bin/sh", "-c", script, "sh", *spec.command]
+
+    def container_env(self, spec: RunSpec) -> dict[str, str]:
+        """The documented variables only, with host paths rewritten to where the container sees them."""
+        env = candidate_env(spec.env, inherit=False)
+        moves: list[tuple[Path, str]] = [(spec.workspace, WORKSPACE)]
+        if spec.data_dir is not None:
+            moves.insert(0, (spec.data_dir, DATA))
+        for host, inside in moves:
+            for form in {str(host), str(host.resolve())}:
+                # Only whole path components: /data/mini must not rewrite /data/mini2.
+                pattern = re.compile(re.escape(form.rstrip("/")) + r"(?=/|$|[\s:,;])")
+                env = {k: pattern.sub(inside, v) for k, v in env.items()}
+        # The image's account has its home on /tmp, but a tool that reads HOME from the
+        # environment (pip, torch hub) must not try the read-only root.
+        env.setdefault("HOME", "/tmp")
+        return env
+
+    def describe(self, spec: RunSpec) -> dict[str, Any]:
+        config = self.container_config(spec)
+        return {
+            "executor": self.name,
+            "sandboxed": self.sandboxed,
+            "time_limit_s": spec.time_limit_s,
+            "max_log_bytes": self.max_log_bytes,
+            **{k: v for k, v in config.items() if k != "log_config"},
+        }
+
+    # -- running ----------------------------------------------------------------------
+
+    def client(self) -> Any:
+        """The executor's docker client, made on first use (one per executor, shared by threads)."""
+        with self._client_lock:
+            if self._client is None:
+                from harness.containers import docker_client
+
+                self._client = docker_client(self.docker_host)
+            return self._client
+
+    def run(self, spec: RunSpec, on_line: LineCallback | None = None) -> ExecResult:
+        import docker
+
+        client = self.client()
+        config = self.container_config(spec)
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        make_writable_for(spec.workspace, self.user)
+        try:
+            container = client.containers.create(name=_container_name(spec.label), **config)
+        except docker.errors.ImageNotFound:
+            raise ConfigError(
+                f"image {self.image} not found; build it with `speedrun containers build` "
+                "(`speedrun doctor` lists the images)"
+            ) from None
+        except docker.errors.APIError as exc:
+            return self._result(spec, exit_code=None, error=f"could not create the container: {exc.explanation}")
+        try:
+            return self._run_container(container, spec, on_line)
+        finally:
+            # Also on Ctrl-C and on errors: nothing of the run may outlive it.
+            with contextlib.suppress(*_engine_errors()):
+                container.remove(force=True)
+
+    def _run_container(self, container: Any, spec: RunSpec, on_line: LineCallback | None) -> ExecResult:
+        import docker
+
+        flooded = threading.Event()
+        # Attached before the start, like `docker run`: following the engine's log file
+        # instead (`logs(follow=True)`) was seen to end before the last lines arrived.
+        output = _attach(container)
+        try:
+            with open(spec.log_path, "wb") as log:
+                try:
+                    container.start()
+                except docker.errors.APIError as exc:
+                    reason = f"could not start the container: {exc.explanation}"
+                    return self._result(spec, exit_code=None, error=reason)
+                start = time.monotonic()
+                deadline = start + spec.time_limit_s
+                frames = (data for _, data in docker.utils.socket.frames_iter(output, tty=False))
+                pump = threading.Thread(target=self._pump, args=(frames, log, on_line, flooded), daemon=True)
+                pump.start()
+                try:
+                    exit_code = self._wait(container, pump, flooded, deadline)
+                    wall = time.monotonic() - start
+                    if exit_code is None:
+                        _kill(container)
+                    pump.join(timeout=DRAIN_S)
+                except BaseException:
+                    _kill(container)
+                    raise
+        finally:
+            output.close()
+        container.reload()
+        state = container.attrs.get("State", {})
+        timed_out = exit_code is None
+        error = f"log exceeded {self.max_log_bytes // 2**20} MiB; run killed" if flooded.is_set() else None
+        if state.get("Error"):
+            error = error or f"container error: {state['Error']}"
+        return self._result(
+            spec,
+            exit_code=exit_code,
+            timed_out=timed_out,
+            oom=bool(state.get("OOMKilled")) and not timed_out,
+            error=error,
+            wall_time_s=wall,
+        )
+
+    def _wait(self, container: Any, pump: threading.Thread, flooded: threading.Event, deadline: float) -> int | None:
+        """The exit status, or None when the deadline passed first.
+
+        Waiting in short slices keeps the main thread responsive to Ctrl-C, which a
+        blocking HTTP wait on the engine would not be.
+        """
+        import requests
+
+        killed = False
+        while pump.is_alive() and time.monotonic() < deadline:
+            if flooded.is_set() and not killed:
+                # Killed from here, not from the pump: the engine may wait for the output
+                # to be read before it lets the container die, and only the pump reads it.
+                _kill(container)
+                killed = True
+            pump.join(timeout=POLL_S)
+        # The log stream ends when the container stops, but it can also break early;
+        # the engine's own wait is the authority on the exit.
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                status = container.wait(timeout=min(remaining, 1.0))
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                continue
+            return int(status.get("StatusCode", -1))
+
+    def _pump(
+        self,
+        stream: Iterable[bytes],
+        log: IO[bytes],
+        on_line: LineCallback | None,
+        flooded: threading.Event,
+    ) -> None:
+        """Copy the container's output to the log as it comes, and hand complete lines to `on_line`."""
+        import docker
+
+        written = 0
+        pending = b""
+        try:
+            for chunk in stream:
+                if flooded.is_set() or written + len(chunk) > self.max_log_bytes:
+                    # Past the cap the output is drained and dropped until the kill lands.
+                    if not flooded.is_set():
+                        flooded.set()
+                        log.write(b"\n[speedrun] log limit reached; run killed\n")
+                        log.flush()
+                    continue
+                log.write(chunk)
+                log.flush()
+                written += len(chunk)
+                if on_line is None:
+                    continue
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    on_line(raw.decode("utf-8", errors="replace"))
+        except (docker.errors.DockerException, OSError, ValueError):
+            # The stream breaks when the container is removed under it (Ctrl-C); what was
+            # written is kept and the waiting thread decides how the run ended.
+            pass
+        if on_line is not None and pending and not flooded.is_set():
+            on_line(pending.decode("utf-8", errors="replace"))
+
+    def _result(self, spec: RunSpec, *, exit_code: int | None, **fields: Any) -> ExecResult:
+        return ExecResult(
+            exit_code=exit_code, log_path=spec.log_path, executor=self.name, sandboxed=self.sandboxed, **fields
+        )
+
+    # -- housekeeping -----------------------------------------------------------------
+
+    def prune(self) -> int:
+        """Remove every container this harness created (running ones too); returns how many."""
+        return prune_containers(self.client())
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+def prune_containers(client: Any, label: str | None = None) -> int:
+    """Remove containers labelled `speedrun` (or `speedrun.run=<label>`), stopped or running."""
+    import docker
+
+    selector = f"{RUN_LABEL}={label}" if label is not None else f"{LABEL}=1"
+    removed = 0
+    for container in client.containers.list(all=True, filters={"label": selector}):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+            removed += 1
+    return removed
+
+
+def device_requests(gpus: str | None) -> list[dict[str, Any]]:
+    """`--gpus` as device requests: `all`, a count (`2`), or ids (`device=0,1`, `0,1`)."""
+    if gpus is None or gpus.strip() in ("", "none"):
+        return []
+    value = gpus.strip()
+    request: dict[str, Any] = {"driver": "nvidia", "capabilities": [["gpu"]]}
+    if value == "all":
+        request["count"] = -1
+    elif value.isdigit():
+        request["count"] = int(value)
+    else:
+        ids = value.removeprefix("device=").strip("\"'")
+        if not re.fullmatch(r"[\w-]+(,[\w-]+)*", ids):
+            raise ConfigError(f"cannot read --gpus {gpus!r}; use all, a count, or device ids like 0,1")
+        request["device_ids"] = ids.split(",")
+    return [request]
+
+
+def make_writable_for(workspace: Path, user: str) -> None:
+    """Let the container's `uid:gid` write the workspace.
+
+    As root the tree is handed to that uid (chown); as the same uid nothing is needed;
+    otherwise, as an unprivileged user, the tree is opened to everyone (chmod a+rwX),
+    because only root may give files away. Links are never followed: a workspace
+    reused from an earlier run may hold links planted by its code.
+    """
+    uid, gid = (int(part) for part in user.split(":"))
+    if os.geteuid() == uid:
+        return
+    root = os.geteuid() == 0
+    for path in [workspace, *_walk(workspace)]:
+        st = path.lstat()
+        if path.is_symlink():
+            if root:
+                os.lchown(path, uid, gid)
+            continue
+        if root:
+            os.lchown(path, uid, gid)
+        else:
+            extra = 0o777 if path.is_dir() else 0o666 | (0o111 if st.st_mode & 0o100 else 0)
+            with contextlib.suppress(PermissionError):
+                path.chmod(st.st_mode | extra)
+
+
+def _walk(root: Path) -> Iterable[Path]:
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        base = Path(dirpath)
+        yield from (base / name for name in dirnames)
+        yield from (base / name for name in filenames)
+
+
+def _attach(container: Any) -> Any:
+    """The container's output as a socket of multiplexed frames, with no read timeout.
+
+    The SDK's `attach(stream=True)` keeps the client's read timeout, which would cut the
+    stream of a run that is silent for a minute (a long compile, a long step).
+    """
+    params = {"stdout": 1, "stderr": 1, "stream": 1, "logs": 1}
+    sock = container.client.api.attach_socket(container.id, params=params)
+    for layer in (sock, getattr(sock, "_sock", None)):
+        if layer is not None and hasattr(layer, "settimeout"):
+            layer.settimeout(None)
+    return sock
+
+
+def _kill(container: Any) -> None:
+    """Kill if still running; a failure here must not hide how the run ended."""
+    with contextlib.suppress(*_engine_errors()):
+        container.kill()
+
+
+def _engine_errors() -> tuple[type[Exception], ...]:
+    """What a call to the engine raises: the SDK's errors and, for timeouts, requests'."""
+    import docker
+    import requests
+
+    return (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+def _container_name(label: str) -> str:
+    """A readable unique name (`speedrun-mini-0-n3-1a2b3c4d`), for whoever runs `docker ps`."""
+    slug = re.sub(r"[^a-zA-Z0-9_.-]+", "-", label).strip("-.")[:40]
+    return f"speedrun-{slug + '-' if slug else ''}{secrets.token_hex(4)}"
