@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from harness.cli_containers import containers_app, doctor_command
 from harness.cli_records import records_app
 from harness.errors import SpeedrunError
 
@@ -28,6 +29,8 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(data_app, name="data")
 app.add_typer(scaffolds_app, name="scaffolds")
 app.add_typer(records_app, name="records")
+app.add_typer(containers_app, name="containers")
+app.command("doctor", help="Check the Docker engine, GPU runtime, images, data and keys.")(doctor_command)
 
 console = Console()
 err_console = Console(stderr=True)
