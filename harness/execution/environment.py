@@ -30,9 +30,7 @@ PASSTHROUGH = (
 
 #: Names that look like credentials are dropped even when a track or user asks for them.
 #: Whole name parts only, so that NANOGPT_VAL_TOKENS (a count) is not taken for a token.
-SECRET = re.compile(
-    r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|AUTH|COOKIE)($|_)", re.IGNORECASE
-)
+SECRET = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|AUTH|COOKIE)($|_)", re.IGNORECASE)
 
 
 def is_secret(name: str) -> bool:
