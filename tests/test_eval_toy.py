@@ -141,3 +141,14 @@ def test_target_override_is_the_target_everywhere(toy_home: Path, tmp_path: Path
     assert info.score is not None and info.score.valid_nodes == 1
     transcript = (tmp_path / "results" / info.run_id / "nodes" / "0" / "transcript.md").read_text()
     assert "reaches 2.0 or lower" in transcript
+
+
+def test_chain_out_of_order_at_a_smoke_target_is_undefined_not_a_crash(tmp_path: Path, monkeypatch) -> None:
+    from harness.errors import ConfigError
+    from tests.toytrack import write_toy_track
+
+    monkeypatch.setenv("SPEEDRUN_HOME", str(write_toy_track(tmp_path / "home", rates=(0.04, 0.02))))
+    info = evaluate(_cfg(tmp_path, "oracle", target_val_loss=1.5, scaffold_args={"nodes": 1}, calibration_runs=1))
+    assert info.score is not None and info.score.fsr == 0.0 and "undefined" in info.score.note
+    with pytest.raises(ConfigError, match="not faster"):
+        evaluate(_cfg(tmp_path / "real", "oracle", scaffold_args={"nodes": 1}, calibration_runs=1))
