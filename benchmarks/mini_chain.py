@@ -10,6 +10,7 @@ the same in every run; only the clock varies.
     python benchmarks/mini_chain.py                   # every record, 3 runs each
     python benchmarks/mini_chain.py --runs 5 --records 00-baseline,01-lr-schedule
     python benchmarks/mini_chain.py --update          # also write records/mini/*/record.toml [reference]
+    python benchmarks/mini_chain.py --runs-file runs.jsonl   # keep every run; a rerun resumes
 
 Not part of the default test suite: a full pass takes tens of minutes on 2 cores.
 """
@@ -155,6 +156,12 @@ def main() -> int:
         "--update", action="store_true", help="write the measurements into each record.toml and the README table"
     )
     parser.add_argument("--json", action="store_true", help="also print the raw run times as JSON")
+    parser.add_argument(
+        "--runs-file",
+        type=Path,
+        help="append every finished run to this JSONL file, and skip the runs it already holds "
+        "(a long measurement interrupted on a shared machine resumes where it stopped)",
+    )
     args = parser.parse_args()
 
     track = load_track("mini")
@@ -182,8 +189,21 @@ def main() -> int:
     print(f"machine: {machine}; target val loss {track.target_val_loss} on {track.val_tokens} tokens", file=sys.stderr)
 
     results = [Result(r) for r in records]
+    done: set[tuple[str, int]] = set()
+    if args.runs_file and args.runs_file.exists():
+        by_id = {r.record.id: r for r in results}
+        for line in args.runs_file.read_text().splitlines():
+            row = json.loads(line)
+            if row["record"] in by_id and row["round"] < args.runs and row["seed"] == args.seed:
+                res = by_id[row["record"]]
+                res.times_ms.append(row["time_ms"])
+                res.steps, res.val_loss = row["steps"], row["val_loss"]
+                done.add((row["record"], row["round"]))
+        print(f"resuming: {len(done)} runs already in {args.runs_file}", file=sys.stderr)
     for round_ in range(args.runs):
         for res in results:
+            if (res.record.id, round_) in done:
+                continue
             t0 = time.perf_counter()
             out = run_once(res.record, env, track.target_val_loss, args.timeout)
             wall = time.perf_counter() - t0
@@ -193,6 +213,18 @@ def main() -> int:
             ms, steps, loss = out
             res.times_ms.append(ms)
             res.steps, res.val_loss = steps, loss
+            if args.runs_file:
+                row = {
+                    "record": res.record.id,
+                    "round": round_,
+                    "seed": args.seed,
+                    "time_ms": ms,
+                    "steps": steps,
+                    "val_loss": loss,
+                    "machine": machine,
+                }
+                with args.runs_file.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
             print(
                 f"round {round_ + 1}/{args.runs} {res.record.id}: {fmt_s(ms)}s to target "
                 f"at step {steps} (val {loss:.4f}; wall {wall:.0f}s)",

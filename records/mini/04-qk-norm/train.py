@@ -1,8 +1,8 @@
 """Mini speedrun, record 04: QK-norm.
 
 Record 03 with queries and keys RMS-normalised per head before the rotary embedding, so the
-attention logits stay bounded however large the weights grow; the optimisers can then take
-larger steps.
+attention logits stay bounded however large the weights grow: Muon's fixed-size updates then
+change where the heads attend rather than how peaked their softmax is.
 
 The script reads its data and its goal from the environment (the harness sets them):
   NANOGPT_TRAIN_FILES        glob of training shards (.bin, modded-nanogpt layout)
