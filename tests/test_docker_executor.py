@@ -539,4 +539,4 @@ def test_smoke_eval_mini_in_docker(sandbox: Sandbox, mini_data_dir: Path, tmp_pa
     assert info.score is not None and info.score.valid_nodes == 1
     log = (tmp_path / "results" / info.run_id / "nodes" / "0" / "run.log").read_text()
     assert " val_loss:" in log and "train_time:" in log
-    assert not sandbox.client.containers.list(all=True, filters={"label": "speedrun=1", "status": "running"})
+    sandbox.assert_removed(f"{info.run_id}/0")  # the node's container (labels are per run dir and node)
