@@ -197,6 +197,7 @@ class DockerExecutor(Executor):
         import docker
 
         flooded = threading.Event()
+        callback_errors: list[Exception] = []
         # Attached before the start, like `docker run`: following the engine's log file
         # instead (`logs(follow=True)`) was seen to end before the last lines arrived.
         output = _attach(container)
@@ -210,7 +211,8 @@ class DockerExecutor(Executor):
                 start = time.monotonic()
                 deadline = start + spec.time_limit_s
                 frames = (data for _, data in docker.utils.socket.frames_iter(output, tty=False))
-                pump = threading.Thread(target=self._pump, args=(frames, log, on_line, flooded), daemon=True)
+                callback = _guarded(on_line, callback_errors) if on_line is not None else None
+                pump = threading.Thread(target=self._pump, args=(frames, log, callback, flooded), daemon=True)
                 pump.start()
                 try:
                     exit_code = self._wait(container, pump, flooded, deadline)
@@ -229,6 +231,9 @@ class DockerExecutor(Executor):
         error = f"log exceeded {self.max_log_bytes // 2**20} MiB; run killed" if flooded.is_set() else None
         if state.get("Error"):
             error = error or f"container error: {state['Error']}"
+        if callback_errors:
+            # A fault of the caller's, not of the run: raised once the run is over and saved.
+            raise callback_errors[0]
         return self._result(
             spec,
             exit_code=exit_code,
@@ -383,6 +388,21 @@ def _walk(root: Path) -> Iterable[Path]:
         base = Path(dirpath)
         yield from (base / name for name in dirnames)
         yield from (base / name for name in filenames)
+
+
+def _guarded(on_line: LineCallback, errors: list[Exception]) -> LineCallback:
+    """`on_line` that cannot stop the log: its first error is kept (for `run` to raise) and
+    later lines skip it, while the pump goes on copying the output to the log file."""
+
+    def deliver(line: str) -> None:
+        if errors:
+            return
+        try:
+            on_line(line)
+        except Exception as exc:
+            errors.append(exc)
+
+    return deliver
 
 
 def _attach(container: Any) -> Any:

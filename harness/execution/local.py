@@ -89,7 +89,7 @@ class LocalExecutor(Executor):
     ) -> None:
         written = 0
         for raw in iter(stream.readline, b""):
-            if written + len(raw) > self.max_log_bytes:
+            if flooded.is_set() or written + len(raw) > self.max_log_bytes:
                 if not flooded.is_set():
                     flooded.set()
                     log.write(b"\n[speedrun] log limit reached; run killed\n")
