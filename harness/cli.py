@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -40,6 +42,10 @@ _state = {"debug": False}
 @app.callback()
 def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False) -> None:
     _state["debug"] = debug
+    # `kill`, `scancel` and container stops send SIGTERM: treat it like Ctrl-C so running
+    # candidates are killed, their containers removed and the journal left resumable.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def fail(exc: BaseException) -> NoReturn:

@@ -42,6 +42,7 @@ from harness.models.base import CodingContext, Message, Model, ModelError, Usage
 from harness.outcome import RunResult, judge
 from harness.registry import Task
 from harness.transcript import read_exchanges, recorded_call
+from harness.workspace import source_files
 from scaffolds.base import Action, Scaffold, ScaffoldContext, SearchState
 
 Schedule = Literal["async", "paper"]
@@ -458,12 +459,7 @@ class Engine:
             self.emit(Event("node_line", line.strip()[:200], node=node_id))
 
     def files_of(self, node_id: int) -> dict[str, str]:
-        ws = self.node_dir(node_id) / "workspace"
-        return {
-            str(p.relative_to(ws)): p.read_text()
-            for p in sorted(ws.rglob("*"))
-            if p.is_file() and p.suffix in (".py", ".txt", ".json", ".toml", ".yaml", ".cfg", ".sh")
-        }
+        return source_files(self.node_dir(node_id) / "workspace")
 
     def _feedback(self, kind: ActionKind, parent: Node | None) -> Feedback:
         if parent is None or kind == "draft":

@@ -34,6 +34,7 @@ from harness.measure import MeasureSpec, measure
 from harness.models import Usage, get_model
 from harness.registry import Record, Task, Track, get_task, load_track
 from harness.scoring import fsr, fsr_from_ratios, paired_ratios
+from harness.workspace import source_files
 from scaffolds import get_scaffold
 
 RUN_JSON = "run.json"
@@ -568,7 +569,7 @@ class Evaluation:
             if old.node == node_id:
                 conf = old
         ws = self.run_dir / "nodes" / str(node_id) / "workspace"
-        cand_files = {str(p.relative_to(ws)): p.read_text() for p in ws.rglob("*") if p.is_file()}
+        cand_files = source_files(ws)
         ref_files = {self.from_record.script: self.from_record.code()}
         while len(conf.candidate_ms) < self.cfg.confirm_runs:
             k = len(conf.candidate_ms)
