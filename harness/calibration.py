@@ -8,6 +8,7 @@ a round alike, so the ratio of two records within a round is steadier than eithe
 from __future__ import annotations
 
 import hashlib
+import os
 import statistics
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,7 +68,11 @@ def code_sha256(record: Record) -> str:
 
 def calibration_path(track: Track, executor: str, target_val_loss: float) -> Path:
     fp = this_machine().fingerprint
-    return paths.cache_dir() / "calibration" / track.name / f"{fp}-{executor}-{target_val_loss:g}.json"
+    # CPU tracks run as many threads as OMP_NUM_THREADS allows (it reaches the candidate), and
+    # a time measured with one thread says nothing about a run with two.
+    threads = os.environ.get("OMP_NUM_THREADS", "").strip()
+    suffix = f"-omp{threads}" if threads else ""
+    return paths.cache_dir() / "calibration" / track.name / f"{fp}-{executor}-{target_val_loss:g}{suffix}.json"
 
 
 def load_calibration(track: Track, executor: str, target_val_loss: float) -> Calibration:

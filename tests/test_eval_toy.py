@@ -152,3 +152,16 @@ def test_chain_out_of_order_at_a_smoke_target_is_undefined_not_a_crash(tmp_path:
     assert info.score is not None and info.score.fsr == 0.0 and "undefined" in info.score.note
     with pytest.raises(ConfigError, match="not faster"):
         evaluate(_cfg(tmp_path / "real", "oracle", scaffold_args={"nodes": 1}, calibration_runs=1))
+
+
+def test_calibration_is_kept_per_thread_count(toy_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.calibration import calibration_path
+    from harness.registry import load_track
+
+    track = load_track("toy")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    default = calibration_path(track, "local", 1.0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    one = calibration_path(track, "local", 1.0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert len({default, one, calibration_path(track, "local", 1.0)}) == 3
