@@ -11,6 +11,13 @@ the same in every run; only the clock varies.
     python benchmarks/mini_chain.py --runs 5 --records 00-baseline,01-lr-schedule
     python benchmarks/mini_chain.py --update          # also write records/mini/*/record.toml [reference]
     python benchmarks/mini_chain.py --runs-file runs.jsonl   # keep every run; a rerun resumes
+    python benchmarks/mini_chain.py --from-calibration       # table from `speedrun calibrate`'s runs
+
+`--from-calibration` measures nothing: it reads the runs that `speedrun calibrate --track
+mini --runs K` made on this machine (the same interleaved measurement, kept in the
+calibration cache that evaluations score against), so the published table and the
+references an evaluation uses are one set of runs. Give calibration files as arguments to
+merge runs made on this machine in separate invocations.
 
 Not part of the default test suite: a full pass takes tens of minutes on 2 cores.
 """
@@ -35,8 +42,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness.calibration import Calibration, calibration_path, code_sha256  # noqa: E402
 from harness.data.mini import prepare_mini  # noqa: E402
-from harness.registry import Record, load_track  # noqa: E402
+from harness.registry import Record, Track, load_track  # noqa: E402
 
 VAL_LINE = re.compile(r"^step:(\d+)/(\d+) val_loss:([0-9.]+) train_time:(\d+)ms")
 
@@ -45,6 +53,7 @@ VAL_LINE = re.compile(r"^step:(\d+)/(\d+) val_loss:([0-9.]+) train_time:(\d+)ms"
 class Result:
     record: Record
     times_ms: list[float] = field(default_factory=list)
+    by_round: dict[int, float] = field(default_factory=dict)  # round -> time, to pair with neighbours
     steps: int | None = None
     val_loss: float | None = None
     failures: int = 0
@@ -89,19 +98,27 @@ def fmt_s(ms: float) -> str:
     return f"{ms / 1000:.1f}"
 
 
+def paired_ratios(prev: Result, cur: Result) -> list[float]:
+    """cur/prev time within each round: runs taken minutes apart share the machine's drift."""
+    return [cur.by_round[k] / prev.by_round[k] for k in sorted(cur.by_round) if k in prev.by_round]
+
+
 def table(results: list[Result]) -> str:
     base = results[0].median_ms if results else float("nan")
     rows = [
-        "| record | change | steps | val loss | median time (s) | min–max (s) | speedup |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| record | change | steps | val loss | median time (s) | min–max (s) | vs previous, paired (min–max) "
+        "| speedup vs 00 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in results:
+    for i, r in enumerate(results):
         if not r.times_ms:
-            rows.append(f"| {r.record.id} | {r.record.title} | – | – | failed | – | – |")
+            rows.append(f"| {r.record.id} | {r.record.title} | – | – | failed | – | – | – |")
             continue
+        ratios = paired_ratios(results[i - 1], r) if i else []
+        paired = f"{statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f})" if ratios else "–"
         rows.append(
             f"| {r.record.id} | {r.record.title} | {r.steps} | {r.val_loss:.4f} | {fmt_s(r.median_ms)} | "
-            f"{fmt_s(min(r.times_ms))}–{fmt_s(max(r.times_ms))} | {base / r.median_ms:.2f}x |"
+            f"{fmt_s(min(r.times_ms))}–{fmt_s(max(r.times_ms))} | {paired} | {base / r.median_ms:.2f}x |"
         )
     return "\n".join(rows)
 
@@ -162,6 +179,14 @@ def main() -> int:
         help="append every finished run to this JSONL file, and skip the runs it already holds "
         "(a long measurement interrupted on a shared machine resumes where it stopped)",
     )
+    parser.add_argument(
+        "--from-calibration",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="build the table from `speedrun calibrate` runs instead of measuring (default file: this "
+        "machine's local-executor calibration for the current OMP_NUM_THREADS)",
+    )
     args = parser.parse_args()
 
     track = load_track("mini")
@@ -172,6 +197,10 @@ def main() -> int:
         missing = set(wanted) - {r.id for r in records}
         if missing:
             parser.error(f"unknown records: {', '.join(sorted(missing))}")
+
+    if args.from_calibration is not None:
+        files = args.from_calibration or [calibration_path(track, "local", track.target_val_loss)]
+        return report(from_calibrations(records, files, args.runs), args, track)
 
     data = prepare_mini(progress=lambda msg: print(msg, file=sys.stderr))
     env = {
@@ -197,6 +226,7 @@ def main() -> int:
             if row["record"] in by_id and row["round"] < args.runs and row["seed"] == args.seed:
                 res = by_id[row["record"]]
                 res.times_ms.append(row["time_ms"])
+                res.by_round[row["round"]] = row["time_ms"]
                 res.steps, res.val_loss = row["steps"], row["val_loss"]
                 done.add((row["record"], row["round"]))
         print(f"resuming: {len(done)} runs already in {args.runs_file}", file=sys.stderr)
@@ -212,6 +242,7 @@ def main() -> int:
                 continue
             ms, steps, loss = out
             res.times_ms.append(ms)
+            res.by_round[round_] = ms
             res.steps, res.val_loss = steps, loss
             if args.runs_file:
                 row = {
@@ -232,10 +263,42 @@ def main() -> int:
                 flush=True,
             )
 
+    return report(results, args, track, machine)
+
+
+def from_calibrations(records: list[Record], files: list[Path], runs: int) -> list[Result]:
+    """Results from calibration files; a record whose code changed since it was measured is left out."""
+    timings = {}
+    for path in files:
+        if not path.is_file():
+            raise SystemExit(f"no calibration at {path}: run `speedrun calibrate --track mini --runs {runs}` first")
+        cal = Calibration.model_validate_json(path.read_text())
+        timings.update({rid: (t, cal) for rid, t in cal.records.items() if t.times_ms})
+    results = []
+    for rec in records:
+        res = Result(rec)
+        got = timings.get(rec.id)
+        if got is None or got[0].code_sha256 != code_sha256(rec):
+            print(f"{rec.id}: no calibration runs of its current code", file=sys.stderr)
+            res.failures += 1
+        else:
+            timing = got[0]
+            res.times_ms = timing.times_ms[:runs]
+            res.by_round = dict(enumerate(res.times_ms))
+            res.steps, res.val_loss = timing.steps[-1], timing.val_loss[-1]
+        results.append(res)
+    return results
+
+
+def report(results: list[Result], args: argparse.Namespace, track: Track, machine: str = "") -> int:
+    if not machine:
+        threads = os.environ.get("OMP_NUM_THREADS")
+        machine = machine_description() + (f", {threads} thread(s)" if threads else "")
     today = date.today().isoformat()
+    how = "from `speedrun calibrate`" if args.from_calibration is not None else "interleaved"
     summary = (
         f"Machine: {machine}. Target val loss {track.target_val_loss} on {track.val_tokens} tokens, "
-        f"seed {args.seed}, {args.runs} interleaved runs per record, {today}.\n\n{table(results)}"
+        f"seed {args.seed}, {args.runs} runs per record ({how}), {today}.\n\n{table(results)}"
     )
     print(summary)
     if args.json:
