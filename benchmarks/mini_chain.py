@@ -42,7 +42,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.calibration import Calibration, calibration_path, code_sha256  # noqa: E402
+from harness.calibration import Calibration, RecordTiming, calibration_path, code_sha256  # noqa: E402
 from harness.data.mini import prepare_mini  # noqa: E402
 from harness.registry import Record, Track, load_track  # noqa: E402
 
@@ -268,21 +268,20 @@ def main() -> int:
 
 def from_calibrations(records: list[Record], files: list[Path], runs: int) -> list[Result]:
     """Results from calibration files; a record whose code changed since it was measured is left out."""
-    timings = {}
+    timings: dict[str, RecordTiming] = {}
     for path in files:
         if not path.is_file():
             raise SystemExit(f"no calibration at {path}: run `speedrun calibrate --track mini --runs {runs}` first")
         cal = Calibration.model_validate_json(path.read_text())
-        timings.update({rid: (t, cal) for rid, t in cal.records.items() if t.times_ms})
+        timings.update({rid: t for rid, t in cal.records.items() if t.times_ms})
     results = []
     for rec in records:
         res = Result(rec)
-        got = timings.get(rec.id)
-        if got is None or got[0].code_sha256 != code_sha256(rec):
+        timing = timings.get(rec.id)
+        if timing is None or timing.code_sha256 != code_sha256(rec):
             print(f"{rec.id}: no calibration runs of its current code", file=sys.stderr)
             res.failures += 1
         else:
-            timing = got[0]
             res.times_ms = timing.times_ms[:runs]
             res.by_round = dict(enumerate(res.times_ms))
             res.steps, res.val_loss = timing.steps[-1], timing.val_loss[-1]
