@@ -7,9 +7,11 @@ a round alike, so the ratio of two records within a round is steadier than eithe
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import statistics
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,12 +93,24 @@ def load_calibration(track: Track, executor: str, target_val_loss: float) -> Cal
     )
 
 
-def save_calibration(track: Track, cal: Calibration) -> Path:
+def save_calibration(track: Track, cal: Calibration, only: Iterable[str] | None = None) -> Path:
+    """Write `cal`; with `only`, write just those records into what is on disk now.
+
+    Two calibrations of different records on one machine (one per core, say) share the
+    file: each merges its own records under a lock instead of overwriting the other's.
+    """
     path = calibration_path(track, cal.executor, cal.target_val_loss)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(cal.model_dump_json(indent=2))
-    tmp.replace(path)
+    with path.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        out = cal
+        if only is not None:
+            on_disk = load_calibration(track, cal.executor, cal.target_val_loss)
+            on_disk.records.update({rid: cal.records[rid] for rid in only})
+            out = on_disk
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(out.model_dump_json(indent=2))
+        tmp.replace(path)
     return path
 
 
@@ -136,7 +150,7 @@ def calibrate(
             timing.steps.append(result.step)
             timing.val_loss.append(result.val_loss)
             done += 1
-            save_calibration(track, cal)
+            save_calibration(track, cal, only=[r.id for r in records])
             on_event(
                 Event(
                     "calibration_run",

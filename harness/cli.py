@@ -503,7 +503,7 @@ def calibrate_cmd(
                 finally:
                     ex.close()
                 offset[0] += runs * len(group)
-        path = save_calibration(tr, cal)
+        path = save_calibration(tr, cal, only=[r.id for r in recs])
     except SpeedrunError as exc:
         fail(exc)
     out: dict[str, dict[str, Any]] = {

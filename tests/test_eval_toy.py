@@ -165,3 +165,18 @@ def test_calibration_is_kept_per_thread_count(toy_home: Path, monkeypatch: pytes
     one = calibration_path(track, "local", 1.0)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert len({default, one, calibration_path(track, "local", 1.0)}) == 3
+
+
+def test_calibrations_of_different_records_merge(toy_home: Path) -> None:
+    """Two calibrations that run at once (one per core) keep each other's records."""
+    from harness.calibration import RecordTiming, load_calibration, save_calibration
+    from harness.registry import load_track
+
+    track = load_track("toy")
+    first, second = load_calibration(track, "local", 1.0), load_calibration(track, "local", 1.0)
+    first.records["a"] = RecordTiming(record_id="a", code_sha256="0", times_ms=[1.0])
+    save_calibration(track, first, only=["a"])
+    second.records["b"] = RecordTiming(record_id="b", code_sha256="1", times_ms=[2.0])
+    save_calibration(track, second, only=["b"])
+    on_disk = load_calibration(track, "local", 1.0).records
+    assert {rid: t.times_ms for rid, t in on_disk.items()} == {"a": [1.0], "b": [2.0]}

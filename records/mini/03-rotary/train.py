@@ -42,7 +42,7 @@ class Hyperparameters:
     block_size: int = 64  # context length in bytes
     # optimisation
     batch_size: int = 12  # sequences per step
-    num_iterations: int = 1700  # step budget N; the cooldown ends here
+    num_iterations: int = 1300  # step budget N; the cooldown ends here
     learning_rate: float = 3e-3  # peak AdamW lr (embeddings and norm gains)
     muon_lr: float = 0.03  # peak Muon lr (hidden matrices); the same schedule scales both
     muon_momentum: float = 0.95
