@@ -295,9 +295,11 @@ def report(results: list[Result], args: argparse.Namespace, track: Track, machin
         machine = machine_description() + (f", {threads} thread(s)" if threads else "")
     today = date.today().isoformat()
     how = "from `speedrun calibrate`" if args.from_calibration is not None else "interleaved"
+    counts = sorted({len(r.times_ms) for r in results})
+    runs = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} (see each record's range)"
     summary = (
         f"Machine: {machine}. Target val loss {track.target_val_loss} on {track.val_tokens} tokens, "
-        f"seed {args.seed}, {args.runs} runs per record ({how}), {today}.\n\n{table(results)}"
+        f"seed {args.seed}, {runs} runs per record ({how}), {today}.\n\n{table(results)}"
     )
     print(summary)
     if args.json:
