@@ -451,7 +451,7 @@ def calibrate_cmd(
     """Re-measure record times on this machine (the references that FSR compares against)."""
     from rich.progress import Progress
 
-    from harness.calibration import calibrate, save_calibration
+    from harness.calibration import calibrate, calibration_path, load_calibration
     from harness.data.tracks import ensure_data
     from harness.evaluate import track_command, track_env
     from harness.execution import get_executor
@@ -503,7 +503,9 @@ def calibrate_cmd(
                 finally:
                     ex.close()
                 offset[0] += runs * len(group)
-        path = save_calibration(tr, cal, only=[r.id for r in recs])
+        # calibrate() saved after every run; what is on disk now holds every group's records.
+        path = calibration_path(tr, executor, target)
+        cal = load_calibration(tr, executor, target)
     except SpeedrunError as exc:
         fail(exc)
     out: dict[str, dict[str, Any]] = {

@@ -525,6 +525,18 @@ class Evaluation:
                 note="no valid node",
                 **common,
             )
+        if source_files(self.run_dir / "nodes" / str(best.id) / "workspace") == {
+            self.from_record.script: self.from_record.code()
+        }:
+            # Record i's own code cannot be faster than record i: re-measuring it only costs time.
+            return TaskScore(
+                fsr=0.0,
+                best_node=best.id,
+                best_time_ms=best.time_ms,
+                candidate_ratio=best.time_ms / ref.t_ref_ms,
+                note=f"the best node is record {self.from_record.id} unchanged",
+                **common,
+            )
         if ref.source == "paper" or self.cfg.confirm_runs <= 0:
             value = fsr(ref.t_ref_ms, ref.t_next_ms, best.time_ms, self.track.min_speedup)
             return TaskScore(

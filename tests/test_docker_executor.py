@@ -110,6 +110,15 @@ def test_gpus_become_device_requests(gpus: str | None, expected: list[dict[str, 
     assert d.get("device_requests", []) == expected
 
 
+def test_cpuset_pins_and_thread_count_passes_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    d = get_executor("docker", image="img", cpuset=0).describe(_spec(tmp_path))
+    assert d["cpuset_cpus"] == "0" and d["environment"]["OMP_NUM_THREADS"] == "1"
+    assert "cpuset_cpus" not in DockerExecutor("img").describe(_spec(tmp_path))
+    with pytest.raises(ConfigError, match="cpuset"):
+        DockerExecutor("img", cpuset="0;1")
+
+
 def test_bad_gpus_and_users_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="--gpus"):
         device_requests("0;rm -rf")
@@ -258,6 +267,14 @@ def test_api_keys_never_reach_the_container(sandbox: Sandbox, monkeypatch: pytes
     assert "canary" not in log
     for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "SPEEDRUN_SECRET", "WANDB_API_KEY", "GITHUB_TOKEN"):
         assert name not in seen
+
+
+def test_cpuset_is_the_run_s_affinity(sandbox: Sandbox) -> None:
+    result, log, _ = sandbox.run(
+        "import os; print(sorted(os.sched_getaffinity(0)))", executor=sandbox.executor(cpuset=0)
+    )
+    assert result.ok, log
+    assert log.strip().splitlines()[-1] == "[0]"
 
 
 def test_runs_as_non_root_without_capabilities(sandbox: Sandbox) -> None:

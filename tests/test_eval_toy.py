@@ -48,6 +48,9 @@ def test_oracle_recovers_the_speedup(toy_home: Path, tmp_path: Path) -> None:
 def test_null_scores_zero(toy_home: Path, tmp_path: Path) -> None:
     info = evaluate(_cfg(tmp_path, "null"))
     assert info.score is not None and info.score.fsr == 0.0
+    # record i's own code is not re-measured against itself
+    assert "unchanged" in info.score.note and info.score.confirmation is None
+    assert not (tmp_path / "results" / info.run_id / "confirm.json").exists()
     df = collect(tmp_path / "results")
     assert list(df["model"]) == ["null"] and list(df["fsr"]) == [0.0]
 

@@ -33,6 +33,8 @@ DATA = "/data"
 #: Label on every container this executor creates; `prune` removes by it.
 LABEL = "speedrun"
 RUN_LABEL = "speedrun.run"
+#: Host variables that set a run's thread count; they pass into the container.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 #: How often the waiting thread wakes up, so that Ctrl-C and the limit are noticed promptly.
 POLL_S = 0.25
 #: An orphaned run (its harness gone) kills itself this long after its wall-clock limit.
@@ -58,6 +60,7 @@ class DockerExecutor(Executor):
         *,
         memory: str = "8g",
         cpus: float | None = None,
+        cpuset: str | int | None = None,
         pids_limit: int = 1024,
         shm_size: str = "1g",
         tmpfs_size: str = "1g",
@@ -71,6 +74,12 @@ class DockerExecutor(Executor):
         self.image = image
         self.memory = memory
         self.cpus = cpus
+        # Pinning, like `taskset` for the local executor: timings of a CPU track compare only
+        # between runs with the same cores (calibration and candidates), and parallel runs
+        # on one host must not share a core.
+        self.cpuset = None if cpuset is None else str(cpuset)
+        if self.cpuset is not None and not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", self.cpuset):
+            raise ConfigError(f"docker cpuset must list cores like 0 or 0-3 or 0,2, got {self.cpuset!r}")
         self.pids_limit = pids_limit
         self.shm_size = shm_size
         self.tmpfs_size = tmpfs_size
@@ -116,6 +125,8 @@ class DockerExecutor(Executor):
         }
         if self.cpus is not None:
             config["nano_cpus"] = int(self.cpus * 1e9)
+        if self.cpuset is not None:
+            config["cpuset_cpus"] = self.cpuset
         if requests := device_requests(spec.gpus or self.gpus):
             config["device_requests"] = requests
         return config
@@ -136,6 +147,11 @@ class DockerExecutor(Executor):
     def container_env(self, spec: RunSpec) -> dict[str, str]:
         """The documented variables only, with host paths rewritten to where the container sees them."""
         env = candidate_env(spec.env, inherit=False)
+        # Thread counts do reach the container: calibrations are keyed by OMP_NUM_THREADS, so a
+        # run inside must use the count its reference times were measured with.
+        for name in THREAD_VARS:
+            if name in os.environ and name not in env:
+                env[name] = os.environ[name]
         moves: list[tuple[Path, str]] = [(spec.workspace, WORKSPACE)]
         if spec.data_dir is not None:
             moves.insert(0, (spec.data_dir, DATA))
