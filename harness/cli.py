@@ -233,7 +233,9 @@ def eval_cmd(
     tasks: Annotated[str | None, typer.Option(help="A range of task ids, `mini-0..mini-3`, or `all`.")] = None,
     scaffold: Annotated[str, typer.Option(help="Preset, module:Class or ./file.py:Class.")] = "flat",
     scaffold_arg: Annotated[list[str] | None, typer.Option(help="Scaffold parameter key=value.")] = None,
-    nodes: Annotated[int | None, typer.Option(help="Node budget (default: the scaffold's).")] = None,
+    nodes: Annotated[
+        int | None, typer.Option(help="Node budget (default: the scaffold's; 1 for oracle and null).")
+    ] = None,
     hints: Annotated[str, typer.Option(help="none, pseudocode, text, paper or a '+' combination.")] = "pseudocode",
     model_arg: Annotated[list[str] | None, typer.Option(help="Generation setting key=value.")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")] = None,
@@ -272,6 +274,7 @@ def eval_cmd(
     """Evaluate a model with a scaffold on one or more tasks; resumes when re-run."""
     from harness.evaluate import EvalConfig, Evaluation, evaluate
     from harness.leaderboard import write_leaderboard
+    from harness.models.registry import DETERMINISTIC
     from harness.registry import load_track
     from harness.render import EventRenderer
 
@@ -290,6 +293,10 @@ def eval_cmd(
         xargs = _kv(executor_arg or [], "--executor-arg")
         if nodes is not None:
             sargs["nodes"] = nodes
+        elif model in DETERMINISTIC and "nodes" not in sargs:
+            # The offline models give the same answer every time: more nodes re-run one script.
+            sargs["nodes"] = 1
+            err_console.print(f"[dim]{model} answers the same every time: 1 node (--nodes N for more)[/dim]")
         load_track(track)
     except SpeedrunError as exc:
         fail(exc)

@@ -82,8 +82,6 @@ def test_cli_eval_prints_fsr_and_writes_leaderboard(toy_home: Path, tmp_path: Pa
             "toy",
             "--model",
             "oracle",
-            "--nodes",
-            "1",
             "--results-dir",
             str(tmp_path / "r"),
             "--calibration-runs",
@@ -95,6 +93,8 @@ def test_cli_eval_prints_fsr_and_writes_leaderboard(toy_home: Path, tmp_path: Pa
     assert res.exit_code == 0, res.output
     assert "FSR" in res.output
     assert (tmp_path / "r" / "leaderboard.csv").read_text().startswith("model,scaffold,hints,task,seed")
+    # the oracle's answer never varies: one node by default, not the scaffold's twenty
+    assert [p.name for p in (tmp_path / "r").glob("*/nodes/*")] == ["0"]
     res = runner.invoke(app, ["leaderboard", "--results-dir", str(tmp_path / "r")])
     assert res.exit_code == 0 and "oracle" in res.output
 

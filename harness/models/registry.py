@@ -17,6 +17,9 @@ PROVIDERS: dict[str, str] = {
     "anthropic": "harness.models.anthropic:AnthropicModel",
 }
 
+#: Offline models that answer every prompt the same way (no sampling).
+DETERMINISTIC: frozenset[str] = frozenset({"oracle", "null"})
+
 
 def provider_names() -> list[str]:
     return list(PROVIDERS)
