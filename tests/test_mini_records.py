@@ -50,10 +50,6 @@ def test_chain_records_in_directory_order(track):
     assert "nanoGPT" in str(records[0].settings.get("source", ""))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 3: records 00-04 were measured once (3 runs of 05-09 only); min-max separation needs a quiet machine",
-)
 def test_references_are_medians_of_three_runs_beyond_spread(track):
     records = track.records()
     assert all(r.reference is not None and r.reference.runs >= 3 for r in records)
