@@ -77,6 +77,12 @@ def calibration_path(track: Track, executor: str, target_val_loss: float) -> Pat
     return paths.cache_dir() / "calibration" / track.name / f"{fp}-{executor}-{target_val_loss:g}{suffix}.json"
 
 
+def calibration_runs_dir(track: Track, executor: str, target_val_loss: float) -> Path:
+    """Where the calibration runs of one calibration file keep their workspaces and logs."""
+    path = calibration_path(track, executor, target_val_loss)
+    return path.parent.parent / "runs" / track.name / path.stem
+
+
 def load_calibration(track: Track, executor: str, target_val_loss: float) -> Calibration:
     path = calibration_path(track, executor, target_val_loss)
     if path.is_file():
@@ -127,7 +133,9 @@ def calibrate(
     cal = load_calibration(track, executor.name, spec.target_val_loss)
     for rec in records:
         cal.records[rec.id] = RecordTiming(record_id=rec.id, code_sha256=code_sha256(rec))
-    work = paths.cache_dir() / "calibration" / "runs" / track.name
+    # One work area per calibration file: a docker and a local calibration of the same record
+    # (or two thread counts) may run at once and must not share a workspace.
+    work = calibration_runs_dir(track, executor.name, spec.target_val_loss)
     total = runs * len(records)
     done = 0
     for rnd in range(runs):

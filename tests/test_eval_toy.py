@@ -168,6 +168,12 @@ def test_calibration_is_kept_per_thread_count(toy_home: Path, monkeypatch: pytes
     one = calibration_path(track, "local", 1.0)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert len({default, one, calibration_path(track, "local", 1.0)}) == 3
+    # and so are the runs' workspaces: two calibrations at once must not share one
+    from harness.calibration import calibration_runs_dir
+
+    assert calibration_runs_dir(track, "local", 1.0) != calibration_runs_dir(track, "docker", 1.0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert calibration_runs_dir(track, "local", 1.0).name == one.stem
 
 
 def test_calibrations_of_different_records_merge(toy_home: Path) -> None:
