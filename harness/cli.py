@@ -296,7 +296,8 @@ def eval_cmd(
         elif model in DETERMINISTIC and "nodes" not in sargs:
             # The offline models give the same answer every time: more nodes re-run one script.
             sargs["nodes"] = 1
-            err_console.print(f"[dim]{model} answers the same every time: 1 node (--nodes N for more)[/dim]")
+            if not dry_run:  # a dry run prints only its JSON
+                err_console.print(f"[dim]{model} answers the same every time: 1 node (--nodes N for more)[/dim]")
         load_track(track)
     except SpeedrunError as exc:
         fail(exc)
