@@ -59,7 +59,12 @@ def calibration_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("shared-cache")
 
 
+# Far past the suite's 15-minute per-test timeout, which is for the default (CI) tests.
+SLOW_TIMEOUT_S = 3 * 3600
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(SLOW_TIMEOUT_S)
 def test_oracle_first_task_fsr_near_one(
     tmp_path: Path, mini_data_dir: Path, calibration_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -72,6 +77,7 @@ def test_oracle_first_task_fsr_near_one(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SLOW_TIMEOUT_S)
 def test_null_first_task_fsr_zero(
     tmp_path: Path, mini_data_dir: Path, calibration_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
