@@ -525,9 +525,7 @@ class Evaluation:
                 note="no valid node",
                 **common,
             )
-        if source_files(self.run_dir / "nodes" / str(best.id) / "workspace") == {
-            self.from_record.script: self.from_record.code()
-        }:
+        if self.node_files(best.id) == self.record_files():
             # Record i's own code cannot be faster than record i: re-measuring it only costs time.
             return TaskScore(
                 fsr=0.0,
@@ -572,6 +570,13 @@ class Evaluation:
             **common,
         )
 
+    def node_files(self, node_id: int) -> dict[str, str]:
+        return source_files(self.run_dir / "nodes" / str(node_id) / "workspace")
+
+    def record_files(self) -> dict[str, str]:
+        """Record i as a workspace: its one script."""
+        return {self.from_record.script: self.from_record.code()}
+
     def confirm(self, node_id: int, executor: Executor, spec: MeasureSpec) -> Confirmation:
         """Re-run the best node and record i alternately; kept in confirm.json across resumes."""
         path = self.run_dir / "confirm.json"
@@ -580,9 +585,8 @@ class Evaluation:
             old = Confirmation.model_validate_json(path.read_text())
             if old.node == node_id:
                 conf = old
-        ws = self.run_dir / "nodes" / str(node_id) / "workspace"
-        cand_files = source_files(ws)
-        ref_files = {self.from_record.script: self.from_record.code()}
+        cand_files = self.node_files(node_id)
+        ref_files = self.record_files()
         while len(conf.candidate_ms) < self.cfg.confirm_runs:
             k = len(conf.candidate_ms)
             self.emit(

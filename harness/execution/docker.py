@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from harness.errors import ConfigError
 from harness.execution.base import ExecResult, Executor, LineCallback, RunSpec
-from harness.execution.environment import candidate_env
+from harness.execution.environment import THREAD_VARS, candidate_env
 from harness.execution.local import MAX_LOG_BYTES
 
 #: Where the run sees its workspace and its data.
@@ -33,8 +33,6 @@ DATA = "/data"
 #: Label on every container this executor creates; `prune` removes by it.
 LABEL = "speedrun"
 RUN_LABEL = "speedrun.run"
-#: Host variables that set a run's thread count; they pass into the container.
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 #: How often the waiting thread wakes up, so that Ctrl-C and the limit are noticed promptly.
 POLL_S = 0.25
 #: An orphaned run (its harness gone) kills itself this long after its wall-clock limit.
@@ -147,8 +145,7 @@ class DockerExecutor(Executor):
     def container_env(self, spec: RunSpec) -> dict[str, str]:
         """The documented variables only, with host paths rewritten to where the container sees them."""
         env = candidate_env(spec.env, inherit=False)
-        # Thread counts do reach the container: calibrations are keyed by OMP_NUM_THREADS, so a
-        # run inside must use the count its reference times were measured with.
+        # A run inside must use the thread count its reference times were measured with.
         for name in THREAD_VARS:
             if name in os.environ and name not in env:
                 env[name] = os.environ[name]

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import re
 
+#: Variables that set a run's thread count; calibrations are kept per OMP_NUM_THREADS, so these
+#: also reach sandboxed runs, which inherit nothing else from the host.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
 #: Variables passed through from the harness's environment when present. Nothing else is.
 PASSTHROUGH = (
     "PATH",
@@ -19,8 +23,7 @@ PASSTHROUGH = (
     "LD_LIBRARY_PATH",
     "CUDA_HOME",
     "CUDA_VISIBLE_DEVICES",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
+    *THREAD_VARS,
     "OPENBLAS_CORETYPE",
     "OPENBLAS_L2_SIZE",
     "NCCL_DEBUG",
