@@ -48,6 +48,7 @@ class Calibration(BaseModel):
     schema_version: int = 1
     track: str
     machine: MachineInfo
+    #: The executor's `calibration_key`: its name and any setting that changes run times.
     executor: str
     target_val_loss: float
     val_tokens: int
@@ -69,6 +70,7 @@ def code_sha256(record: Record) -> str:
 
 
 def calibration_path(track: Track, executor: str, target_val_loss: float) -> Path:
+    """`executor` is an executor's `calibration_key` (`local`, `docker`, `docker-cpuset0`, ...)."""
     fp = this_machine().fingerprint
     # CPU tracks run as many threads as OMP_NUM_THREADS allows (it reaches the candidate), and
     # a time measured with one thread says nothing about a run with two.
@@ -130,12 +132,12 @@ def calibrate(
     on_event: EventSink = ignore,
 ) -> Calibration:
     """Measure `records` `runs` times each in interleaved rounds; save after every run."""
-    cal = load_calibration(track, executor.name, spec.target_val_loss)
+    cal = load_calibration(track, executor.calibration_key, spec.target_val_loss)
     for rec in records:
         cal.records[rec.id] = RecordTiming(record_id=rec.id, code_sha256=code_sha256(rec))
     # One work area per calibration file: a docker and a local calibration of the same record
     # (or two thread counts) may run at once and must not share a workspace.
-    work = calibration_runs_dir(track, executor.name, spec.target_val_loss)
+    work = calibration_runs_dir(track, executor.calibration_key, spec.target_val_loss)
     total = runs * len(records)
     done = 0
     for rnd in range(runs):

@@ -451,6 +451,10 @@ def calibrate_cmd(
     runs: Annotated[int, typer.Option(help="Runs per record (interleaved).")] = 3,
     records: Annotated[str | None, typer.Option(help="Comma-separated record ids (default: all).")] = None,
     executor: Annotated[str, typer.Option(help="local or docker.")] = "local",
+    executor_arg: Annotated[
+        list[str] | None,
+        typer.Option(help="Executor setting key=value, as for `speedrun eval` (docker: cpuset=0 pins the runs)."),
+    ] = None,
     target_val_loss: Annotated[float | None, typer.Option(help="Override the target (smoke tests).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Prepared data (default: the cache).")] = None,
     gpus: Annotated[str | None, typer.Option(help="GPUs for a run.")] = None,
@@ -477,6 +481,7 @@ def calibrate_cmd(
                 raise SpeedrunError(f"unknown record(s) {', '.join(missing)}; known: {', '.join(r.id for r in recs)}")
             recs = [by_key[w] for w in wanted]
         target = target_val_loss if target_val_loss is not None else tr.target_val_loss
+        xargs = _kv(executor_arg or [], "--executor-arg")
         data = ensure_data(tr, data_dir, progress=lambda m: err_console.print(f"[dim]{m}[/dim]"))
         local = executor == "local"
         spec = MeasureSpec(
@@ -501,19 +506,22 @@ def calibrate_cmd(
                 else:
                     progress.update(bar, description=ev.message)
 
+            key = executor
             for image, group in groups.items():
                 ex_args: dict[str, Any] = dict(tr.executors.get(executor, {}))
                 if image:
                     ex_args["image"] = image
+                ex_args.update(xargs)
                 ex = get_executor(executor, **ex_args)
+                key = ex.calibration_key
                 try:
-                    cal = calibrate(tr, group, runs=runs, executor=ex, spec=spec, on_event=on_event)
+                    calibrate(tr, group, runs=runs, executor=ex, spec=spec, on_event=on_event)
                 finally:
                     ex.close()
                 offset[0] += runs * len(group)
         # calibrate() saved after every run; what is on disk now holds every group's records.
-        path = calibration_path(tr, executor, target)
-        cal = load_calibration(tr, executor, target)
+        path = calibration_path(tr, key, target)
+        cal = load_calibration(tr, key, target)
     except SpeedrunError as exc:
         fail(exc)
     out: dict[str, dict[str, Any]] = {

@@ -311,11 +311,12 @@ class Evaluation:
         """Which reference times a run would use, measuring nothing: a calibration of this machine
         when it has both records, else the paper's times (paper tracks) or a calibration to come."""
         a, b = self.from_record, self.to_record
-        cal = calibration.load_calibration(self.track, self.cfg.executor, self.target)
+        key = self.executor().calibration_key
+        cal = calibration.load_calibration(self.track, key, self.target)
         if cal.has(a) and cal.has(b):
             return {
                 "source": "calibrated",
-                "file": str(calibration.calibration_path(self.track, self.cfg.executor, self.target)),
+                "file": str(calibration.calibration_path(self.track, key, self.target)),
                 "time_ms": {a.id: cal.records[a.id].median_ms, b.id: cal.records[b.id].median_ms},
             }
         if self.track.reference_times == "paper":
@@ -427,7 +428,7 @@ class Evaluation:
 
     def reference(self, executor: Executor, spec: MeasureSpec) -> Reference:
         a, b = self.from_record, self.to_record
-        cal = calibration.load_calibration(self.track, executor.name, self.target)
+        cal = calibration.load_calibration(self.track, executor.calibration_key, self.target)
         if self.track.reference_times == "paper" and not (cal.has(a) and cal.has(b)):
             self.emit(
                 Event(
@@ -459,7 +460,7 @@ class Evaluation:
                 Event(
                     "info",
                     f"reference times from the calibration of this machine "
-                    f"({calibration.calibration_path(self.track, executor.name, self.target)})",
+                    f"({calibration.calibration_path(self.track, executor.calibration_key, self.target)})",
                 )
             )
         ta, tb = cal.records[a.id], cal.records[b.id]

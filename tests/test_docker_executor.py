@@ -119,6 +119,17 @@ def test_cpuset_pins_and_thread_count_passes_in(tmp_path: Path, monkeypatch: pyt
         DockerExecutor("img", cpuset="0;1")
 
 
+def test_cpu_limits_are_part_of_the_calibration_key() -> None:
+    """Reference times measured on one pinned core are filed apart from unpinned ones."""
+    assert DockerExecutor("img").calibration_key == "docker"
+    assert DockerExecutor("img", cpuset="0,2").calibration_key == "docker-cpuset0_2"
+    assert DockerExecutor("img", cpuset=1, cpus="1.5").calibration_key == "docker-cpuset1-cpus1.5"
+    with pytest.raises(ConfigError, match="cpus"):
+        DockerExecutor("img", cpus="two")
+    with pytest.raises(ConfigError, match="cpus"):
+        DockerExecutor("img", cpus=0)
+
+
 def test_bad_gpus_and_users_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="--gpus"):
         device_requests("0;rm -rf")

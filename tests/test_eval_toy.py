@@ -189,3 +189,35 @@ def test_calibrations_of_different_records_merge(toy_home: Path) -> None:
     save_calibration(track, second, only=["b"])
     on_disk = load_calibration(track, "local", 1.0).records
     assert {rid: t.times_ms for rid, t in on_disk.items()} == {"a": [1.0], "b": [2.0]}
+
+
+def test_pinned_docker_runs_have_their_own_reference_times(toy_home: Path, tmp_path: Path) -> None:
+    """A calibration with one executor setting is not used for runs with another."""
+    from harness.calibration import RecordTiming, code_sha256, load_calibration, save_calibration
+    from harness.evaluate import Evaluation
+    from harness.registry import load_track
+
+    track = load_track("toy")
+    cal = load_calibration(track, "docker-cpuset0", 1.0)
+    for rec in track.records()[:2]:
+        cal.records[rec.id] = RecordTiming(record_id=rec.id, code_sha256=code_sha256(rec), times_ms=[1000.0])
+    save_calibration(track, cal)
+
+    def plan(**executor_args: object) -> dict[str, object]:
+        cfg = _cfg(tmp_path, "oracle", executor="docker", executor_args={"image": "img", **executor_args})
+        return Evaluation(cfg).reference_plan()
+
+    pinned = plan(cpuset=0)
+    assert pinned["source"] == "calibrated" and "docker-cpuset0-" in str(pinned["file"])
+    assert plan(cpuset=1)["source"] == "calibrate"
+    assert plan()["source"] == "calibrate"
+
+
+def test_cli_calibrate_takes_executor_settings(toy_home: Path, tmp_path: Path) -> None:
+    args = ["calibrate", "--track", "toy", "--runs", "1", "--records", "0", "--json"]
+    res = runner.invoke(app, [*args, "--executor-arg", "max_log_bytes=100000"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output[res.output.index("{") :])
+    assert list(out["records"]) == ["00-rate0.02"] and len(out["records"]["00-rate0.02"]["times_ms"]) == 1
+    res = runner.invoke(app, [*args, "--executor-arg", "no_such_setting=1"])
+    assert res.exit_code != 0 and "bad --executor-arg" in res.output

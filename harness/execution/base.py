@@ -60,6 +60,15 @@ class Executor(ABC):
     name: ClassVar[str]
     sandboxed: ClassVar[bool]
 
+    @property
+    def calibration_key(self) -> str:
+        """The name under which reference times measured with this executor are cached.
+
+        Settings that change how fast a run goes (the cores a container may use) are part of
+        it: a time measured on one pinned core is no reference for a run on four.
+        """
+        return self.name
+
     @abstractmethod
     def run(self, spec: RunSpec, on_line: LineCallback | None = None) -> ExecResult:
         """Run `spec.command` in `spec.workspace`, writing stdout+stderr to `spec.log_path`."""

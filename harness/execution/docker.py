@@ -71,7 +71,12 @@ class DockerExecutor(Executor):
             raise ConfigError(f"docker user must be numeric uid:gid (like 1000:1000), got {user!r}")
         self.image = image
         self.memory = memory
-        self.cpus = cpus
+        try:
+            self.cpus = None if cpus is None else float(cpus)
+        except (TypeError, ValueError):
+            raise ConfigError(f"docker cpus must be a number of cores (like 2 or 1.5), got {cpus!r}") from None
+        if self.cpus is not None and self.cpus <= 0:
+            raise ConfigError(f"docker cpus must be positive, got {cpus!r}")
         # Pinning, like `taskset` for the local executor: timings of a CPU track compare only
         # between runs with the same cores (calibration and candidates), and parallel runs
         # on one host must not share a core.
@@ -90,6 +95,15 @@ class DockerExecutor(Executor):
         self._client_lock = threading.Lock()
 
     # -- configuration -----------------------------------------------------------------
+
+    @property
+    def calibration_key(self) -> str:
+        key = self.name
+        if self.cpuset is not None:
+            key += f"-cpuset{self.cpuset.replace(',', '_')}"
+        if self.cpus is not None:
+            key += f"-cpus{self.cpus:g}"
+        return key
 
     def container_config(self, spec: RunSpec) -> dict[str, Any]:
         """Keyword arguments for `containers.create`: plain data, also what `describe` shows."""
