@@ -109,7 +109,8 @@ def save_calibration(track: Track, cal: Calibration, only: Iterable[str] | None 
     """
     path = calibration_path(track, cal.executor, cal.target_val_loss)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.with_suffix(".lock").open("w") as lock:
+    # Hidden, as the data cache's lock: the directory lists the calibrations and nothing else.
+    with (path.parent / f".{path.stem}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         out = cal
         if only is not None:

@@ -178,7 +178,7 @@ def test_calibration_is_kept_per_thread_count(toy_home: Path, monkeypatch: pytes
 
 def test_calibrations_of_different_records_merge(toy_home: Path) -> None:
     """Two calibrations that run at once (one per core) keep each other's records."""
-    from harness.calibration import RecordTiming, load_calibration, save_calibration
+    from harness.calibration import RecordTiming, calibration_path, load_calibration, save_calibration
     from harness.registry import load_track
 
     track = load_track("toy")
@@ -189,6 +189,8 @@ def test_calibrations_of_different_records_merge(toy_home: Path) -> None:
     save_calibration(track, second, only=["b"])
     on_disk = load_calibration(track, "local", 1.0).records
     assert {rid: t.times_ms for rid, t in on_disk.items()} == {"a": [1.0], "b": [2.0]}
+    path = calibration_path(track, "local", 1.0)
+    assert [p.name for p in path.parent.iterdir() if not p.name.startswith(".")] == [path.name]
 
 
 def test_pinned_docker_runs_have_their_own_reference_times(toy_home: Path, tmp_path: Path) -> None:
