@@ -465,8 +465,7 @@ def calibrate_cmd(
 
     from harness.calibration import calibrate, calibration_path, load_calibration
     from harness.data.tracks import ensure_data
-    from harness.evaluate import track_command, track_env
-    from harness.execution import get_executor
+    from harness.evaluate import track_command, track_env, track_executor
     from harness.measure import MeasureSpec
     from harness.registry import Record, load_track
 
@@ -506,22 +505,16 @@ def calibrate_cmd(
                 else:
                     progress.update(bar, description=ev.message)
 
-            key = executor
             for image, group in groups.items():
-                ex_args: dict[str, Any] = dict(tr.executors.get(executor, {}))
-                if image:
-                    ex_args["image"] = image
-                ex_args.update(xargs)
-                ex = get_executor(executor, **ex_args)
-                key = ex.calibration_key
+                ex = track_executor(tr, executor, xargs, image=image)
                 try:
-                    calibrate(tr, group, runs=runs, executor=ex, spec=spec, on_event=on_event)
+                    cal = calibrate(tr, group, runs=runs, executor=ex, spec=spec, on_event=on_event)
                 finally:
                     ex.close()
                 offset[0] += runs * len(group)
         # calibrate() saved after every run; what is on disk now holds every group's records.
-        path = calibration_path(tr, key, target)
-        cal = load_calibration(tr, key, target)
+        path = calibration_path(tr, cal.executor, target)
+        cal = load_calibration(tr, cal.executor, target)
     except SpeedrunError as exc:
         fail(exc)
     out: dict[str, dict[str, Any]] = {

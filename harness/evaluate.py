@@ -197,6 +197,22 @@ def track_command(track: Track, gpus: str | None, *, local: bool) -> list[str]:
     return python_command(command, local=local)
 
 
+def track_executor(
+    track: Track, name: str, options: dict[str, Any], *, image: str | None = None, gpus: str | None = None
+) -> Executor:
+    """The executor `name` for runs of `track`; a docker run uses `image` (a record's own) or the track's.
+
+    Precedence: explicit options (`--executor-arg`), then `--gpus`, then the track's defaults.
+    """
+    args: dict[str, Any] = dict(track.executors.get(name, {}))
+    if name == "docker":
+        args["image"] = image or track.image
+        if gpus:
+            args["gpus"] = gpus
+    args.update(options)
+    return get_executor(name, **args)
+
+
 def track_env(track: Track, data: TrackData, gpus: str | None, *, local: bool, **kw: Any) -> dict[str, str]:
     """`run_env`, plus CUDA_VISIBLE_DEVICES on the local executor when `--gpus` names device ids
     (a container sees only the requested devices; a local process would otherwise see all)."""
@@ -250,14 +266,9 @@ class Evaluation:
         return self.cfg.start_from.read_text() if self.cfg.start_from else self.from_record.code()
 
     def executor(self) -> Executor:
-        # Precedence: explicit executor options, then --gpus, then the track's defaults.
-        args: dict[str, Any] = dict(self.track.executors.get(self.cfg.executor, {}))
-        if self.cfg.executor == "docker":
-            args["image"] = self.from_record.image or self.track.image
-            if self.cfg.gpus:
-                args["gpus"] = self.cfg.gpus
-        args.update(self.cfg.executor_args)
-        return get_executor(self.cfg.executor, **args)
+        return track_executor(
+            self.track, self.cfg.executor, self.cfg.executor_args, image=self.from_record.image, gpus=self.cfg.gpus
+        )
 
     def measure_spec(self, data: TrackData) -> MeasureSpec:
         return MeasureSpec(
