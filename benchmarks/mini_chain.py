@@ -42,9 +42,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.calibration import Calibration, RecordTiming, calibration_path, code_sha256  # noqa: E402
 from harness.data.mini import prepare_mini  # noqa: E402
-from harness.registry import Record, Track, load_track  # noqa: E402
+from harness.eval.calibration import Calibration, RecordTiming, calibration_path, code_sha256  # noqa: E402
+from harness.manifests.tracks import Record, Track, load_track  # noqa: E402
 
 VAL_LINE = re.compile(r"^step:(\d+)/(\d+) val_loss:([0-9.]+) train_time:(\d+)ms")
 

@@ -29,11 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from harness.coder.edits import render_block  # noqa: E402
-from harness.engine import Engine, EngineConfig, Schedule  # noqa: E402
 from harness.execution.base import ExecResult, Executor, LineCallback, RunSpec  # noqa: E402
+from harness.manifests.tracks import Task  # noqa: E402
 from harness.models.base import CodingContext, Completion, Message, Model, Usage  # noqa: E402
-from harness.registry import Task  # noqa: E402
-from scaffolds import get_scaffold  # noqa: E402
+from harness.search import get_scaffold  # noqa: E402
+from harness.search.engine import Engine, EngineConfig, Schedule  # noqa: E402
 
 START = """\
 import os

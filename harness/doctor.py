@@ -53,7 +53,7 @@ class _Engine:
 
 
 def _engine(docker_host: str | None) -> _Engine:
-    from harness.containers import docker_client
+    from harness.execution.images import docker_client
 
     fix = "install Docker and start it (Linux, as root: `bash .ci/docker-engine.sh`), or use `--executor local`"
     try:
@@ -86,8 +86,8 @@ def _check_gpu_runtime(engine: _Engine) -> Check:
 
 def _check_images(engine: _Engine) -> list[Check]:
     """One check per image a track runs in: its records' images (nanogpt's eras), else its own."""
-    from harness.containers import image_exists, image_name, record_images
-    from harness.registry import track_names
+    from harness.execution.images import image_exists, image_name, record_images
+    from harness.manifests.tracks import track_names
 
     out = []
     for track in track_names():

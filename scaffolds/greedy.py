@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import Field, create_model
 
-from harness.journal import Node
-from scaffolds.base import Action, Scaffold, ScaffoldParams, SearchState
-from scaffolds.registry import register
+from harness.search.api import Action, Scaffold, ScaffoldParams, SearchState
+from harness.search.journal import Node
+from harness.search.registry import register
 
 
 class GreedyParams(ScaffoldParams):

@@ -22,8 +22,8 @@ SETUP_HINT = "run `bash .ci/docker-engine.sh` (as root) to install and start one
 @pytest.fixture(scope="session")
 def docker_client() -> Any:
     """A client of a running engine, or a loud skip."""
-    from harness.containers import docker_client as connect
     from harness.errors import SpeedrunError
+    from harness.execution.images import docker_client as connect
 
     try:
         return connect(timeout=30)
@@ -34,7 +34,7 @@ def docker_client() -> Any:
 @pytest.fixture(scope="session")
 def mini_image(docker_client: Any) -> str:
     """The mini track's image, or a loud skip (the tests never build it: that takes minutes)."""
-    from harness.containers import image_exists, image_name
+    from harness.execution.images import image_exists, image_name
 
     image = image_name("mini")
     if not image_exists(docker_client, image):

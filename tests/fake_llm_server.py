@@ -100,8 +100,8 @@ def truncated_stream() -> Reply:
 def record_change_answer(track: str, task_id: str) -> Reply:
     """An answer that makes the task's human change, as SEARCH/REPLACE blocks (what the oracle says)."""
     from harness.coder.edits import render_block
+    from harness.manifests.tracks import load_track
     from harness.models.oracle import diff_blocks
-    from harness.registry import load_track
 
     loaded = load_track(track)
     task = next(t for t in loaded.tasks() if t.id == task_id)

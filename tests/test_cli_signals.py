@@ -32,7 +32,7 @@ def test_sigterm_kills_the_running_candidate_and_exits_resumable(tmp_path: Path)
     home = write_toy_track(tmp_path / "home", step_s=0.5)  # a run takes minutes: it is surely running
     cache = tmp_path / "cache"
     env = {**os.environ, "SPEEDRUN_HOME": str(home), "SPEEDRUN_CACHE": str(cache), "PYTHONPATH": str(REPO)}
-    cli = [sys.executable, "-c", "from harness.cli import app; app()"]
+    cli = [sys.executable, "-c", "from harness.cli.app import app; app()"]
     cmd = [*cli, "eval", "--track", "toy", "--model", "null", "--nodes", "1", "--calibration-runs", "1"]
     cmd += ["--results-dir", str(tmp_path / "results")]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

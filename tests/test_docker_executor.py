@@ -391,7 +391,7 @@ def test_log_is_streamed_while_the_run_goes_on(sandbox: Sandbox) -> None:
 
 
 def test_stream_survives_silence_longer_than_the_client_timeout(sandbox: Sandbox) -> None:
-    from harness.containers import docker_client as connect
+    from harness.execution.images import docker_client as connect
 
     executor = sandbox.executor()
     executor._client = connect(timeout=2)  # a long compile or step is silent for minutes
@@ -559,8 +559,8 @@ def test_smoke_eval_mini_in_docker(sandbox: Sandbox, mini_data_dir: Path, tmp_pa
     """`speedrun eval --track mini --task mini-0 --model oracle --executor docker` at a loose target:
     the calibration runs and the node's run train the real records in containers. (Confirmation
     re-runs are the same executor calls again, so they are left out to keep this short.)"""
-    from harness.evaluate import EvalConfig, evaluate
-    from harness.registry import load_track
+    from harness.eval.evaluate import EvalConfig, evaluate
+    from harness.manifests.tracks import load_track
 
     first = load_track("mini").tasks()[0].id
     cfg = EvalConfig(

@@ -10,9 +10,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from harness import containers
-from harness.cli_containers import containers_app, doctor_command
+from harness.cli.containers import containers_app, doctor_command
 from harness.doctor import Check, run_checks
+from harness.execution import images as containers
 
 
 @pytest.fixture

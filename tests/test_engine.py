@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.budget import Budget
-from harness.cli import app
-from harness.cumulative import read_chain, run_chain
-from harness.engine import spent
-from harness.evaluate import EvalConfig, read_run
+from harness.cli.app import app
+from harness.eval.cumulative import read_chain, run_chain
+from harness.eval.evaluate import EvalConfig, read_run
 from harness.execution.local import LocalExecutor
-from harness.journal import Journal, JournalEvent
-from scaffolds import get_scaffold
+from harness.search import get_scaffold
+from harness.search.budget import Budget
+from harness.search.engine import spent
+from harness.search.journal import Journal, JournalEvent
 from tests.conftest import REPO
 from tests.test_scaffolds import FakeExecutor, Ideator, ScriptedModel, make_engine
 from tests.toytrack import write_toy_track
@@ -71,7 +71,7 @@ DRIVER = """
 import sys
 from pathlib import Path
 from harness.execution.local import LocalExecutor
-from scaffolds import get_scaffold
+from harness.search import get_scaffold
 from tests.test_scaffolds import ScriptedModel, make_engine
 
 engine = make_engine(Path(sys.argv[1]), get_scaffold("flat", {"nodes": 8}), ScriptedModel(delay_s=0.05),

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.evaluate import EvalConfig, evaluate, read_run
+from harness.cli.app import app
+from harness.eval.evaluate import EvalConfig, evaluate, read_run
 from harness.leaderboard import collect
 
 runner = CliRunner()
@@ -158,8 +158,8 @@ def test_chain_out_of_order_at_a_smoke_target_is_undefined_not_a_crash(tmp_path:
 
 
 def test_calibration_is_kept_per_thread_count(toy_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.calibration import calibration_path
-    from harness.registry import load_track
+    from harness.eval.calibration import calibration_path
+    from harness.manifests.tracks import load_track
 
     track = load_track("toy")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -169,7 +169,7 @@ def test_calibration_is_kept_per_thread_count(toy_home: Path, monkeypatch: pytes
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert len({default, one, calibration_path(track, "local", 1.0)}) == 3
     # and so are the runs' workspaces: two calibrations at once must not share one
-    from harness.calibration import calibration_runs_dir
+    from harness.eval.calibration import calibration_runs_dir
 
     assert calibration_runs_dir(track, "local", 1.0) != calibration_runs_dir(track, "docker", 1.0)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -178,8 +178,8 @@ def test_calibration_is_kept_per_thread_count(toy_home: Path, monkeypatch: pytes
 
 def test_calibrations_of_different_records_merge(toy_home: Path) -> None:
     """Two calibrations that run at once (one per core) keep each other's records."""
-    from harness.calibration import RecordTiming, calibration_path, load_calibration, save_calibration
-    from harness.registry import load_track
+    from harness.eval.calibration import RecordTiming, calibration_path, load_calibration, save_calibration
+    from harness.manifests.tracks import load_track
 
     track = load_track("toy")
     first, second = load_calibration(track, "local", 1.0), load_calibration(track, "local", 1.0)
@@ -195,9 +195,9 @@ def test_calibrations_of_different_records_merge(toy_home: Path) -> None:
 
 def test_pinned_docker_runs_have_their_own_reference_times(toy_home: Path, tmp_path: Path) -> None:
     """A calibration with one executor setting is not used for runs with another."""
-    from harness.calibration import RecordTiming, code_sha256, load_calibration, save_calibration
-    from harness.evaluate import Evaluation
-    from harness.registry import load_track
+    from harness.eval.calibration import RecordTiming, code_sha256, load_calibration, save_calibration
+    from harness.eval.evaluate import Evaluation
+    from harness.manifests.tracks import load_track
 
     track = load_track("toy")
     cal = load_calibration(track, "docker-cpuset0", 1.0)

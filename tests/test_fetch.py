@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness import fetch
-from harness.cli import app
-from harness.fetch import FetchError, fetch_records, read_manifest, require_fetched, verify_fetched
-from harness.registry import get_task, load_track
+from harness.cli.app import app
+from harness.manifests import fetch
+from harness.manifests.fetch import FetchError, fetch_records, read_manifest, require_fetched, verify_fetched
+from harness.manifests.tracks import get_task, load_track
 
 REPO = Path(__file__).resolve().parents[1]
 

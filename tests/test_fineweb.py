@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.cli.app import app
 from harness.data import fineweb
 from harness.data.fineweb import FULL_RUN_SHARDS, VAL_SHARD, VAL_TOKENS, fineweb_data, prepare_fineweb, train_shard
 from harness.data.shards import HEADER_BYTES, write_shard

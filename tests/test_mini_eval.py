@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.evaluate import EvalConfig, evaluate
-from harness.registry import load_track
+from harness.eval.evaluate import EvalConfig, evaluate
+from harness.manifests.tracks import load_track
 
 
 def _first_task() -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from harness import paths
-from harness.registry import load_track
+from harness.manifests.tracks import load_track
 
 RECORDS_DIR = paths.PROJECT_ROOT / "records" / "mini"
 TASKS_DIR = paths.PROJECT_ROOT / "tasks" / "mini"

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.cli.app import app
+from harness.coder.transcript import read_exchanges
 from harness.errors import ConfigError
-from harness.evaluate import read_run
+from harness.eval.evaluate import read_run
 from harness.models import CodingContext, Message, ModelError, get_model
 from harness.models import base as models_base
 from harness.models.anthropic import AnthropicModel
-from harness.transcript import read_exchanges
 from tests.fake_llm_server import (
     FakeLLMServer,
     answer,

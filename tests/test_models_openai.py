@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.cli.app import app
+from harness.coder.transcript import read_exchanges
 from harness.errors import ConfigError
-from harness.evaluate import read_run
+from harness.eval.evaluate import read_run
+from harness.manifests.tracks import load_track
 from harness.models import CodingContext, Message, ModelError, get_model
 from harness.models import base as models_base
 from harness.models.openai import OpenAIModel
 from harness.models.retry import RetrySettings, backoff, parse_retry_after
-from harness.registry import load_track
-from harness.transcript import read_exchanges
 from tests.fake_llm_server import (
     FakeLLMServer,
     answer,

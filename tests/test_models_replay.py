@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.cli.app import app
+from harness.coder.transcript import Exchange, append_exchange, read_exchanges
 from harness.errors import ConfigError
-from harness.evaluate import read_run
+from harness.eval.evaluate import read_run
 from harness.models import CodingContext, Completion, Message, ModelError, Usage, get_model
 from harness.models.replay import ReplayModel
-from harness.transcript import Exchange, append_exchange, read_exchanges
 from tests.fake_llm_server import FakeLLMServer, answer
 
 ASK = [Message(role="system", content="edit"), Message(role="user", content="make it faster")]

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.containers import BuildError, build_track_images, record_images
+from harness.cli.app import app
 from harness.errors import ConfigError
-from harness.evaluate import EvalConfig, Evaluation, gpu_count, track_command
+from harness.eval.evaluate import EvalConfig, Evaluation, gpu_count, track_command
 from harness.execution import get_executor
-from harness.fetch import fetch_records
+from harness.execution.images import BuildError, build_track_images, record_images
 from harness.logparse import parse_log
-from harness.registry import load_track
+from harness.manifests.fetch import fetch_records
+from harness.manifests.tracks import load_track
 from tests.test_fetch import make_speedrunner_repo, standin_time_ms
 from tests.test_fineweb import write_fineweb
 
@@ -272,7 +272,7 @@ def test_one_dockerfile_per_era_with_a_pinned_torch() -> None:
 
 
 def test_building_the_track_builds_every_era(monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.containers as containers
+    from harness.execution import images as containers
 
     built: list[tuple[str | None, Path | None, str | None]] = []
 

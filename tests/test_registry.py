@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ManifestError
-from harness.registry import all_tasks, get_task, load_track
+from harness.manifests.tracks import all_tasks, get_task, load_track
 
 
 def test_toy_track_loads(toy_home: Path) -> None:

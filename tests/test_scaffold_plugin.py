@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from harness.cli.app import app
+from harness.coder.transcript import read_exchanges
 from harness.errors import ConfigError
-from harness.evaluate import read_run
-from harness.transcript import read_exchanges
-from scaffolds import broken_plugins, load_scaffold_class, scaffold_classes
+from harness.eval.evaluate import read_run
+from harness.search import broken_plugins, load_scaffold_class, scaffold_classes
 from tests.conftest import REPO
 
 EXAMPLES = REPO / "docs" / "examples"

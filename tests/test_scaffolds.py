@@ -20,18 +20,18 @@ from typing import Any
 
 import pytest
 
-from harness.budget import Budget
+from harness.coder.transcript import read_exchanges
 from harness.data.tracks import ensure_data, run_env
-from harness.engine import Engine, EngineConfig, Schedule, search_rng
 from harness.errors import ConfigError
 from harness.events import EventSink, ignore
 from harness.execution.base import ExecResult, Executor, LineCallback, RunSpec
-from harness.journal import Journal, Node
+from harness.manifests.tracks import get_task, load_track
 from harness.models.base import CodingContext, Completion, Message, Model, Usage
 from harness.outcome import RunResult
-from harness.registry import get_task, load_track
-from harness.transcript import read_exchanges
-from scaffolds import Action, Scaffold, SearchState, get_scaffold
+from harness.search import Action, Scaffold, SearchState, get_scaffold
+from harness.search.budget import Budget
+from harness.search.engine import Engine, EngineConfig, Schedule, search_rng
+from harness.search.journal import Journal, Node
 from scaffolds.greedy import GreedySearch
 
 PRESETS = ["flat", "tree", "forest", "aide", "multi-aide"]
@@ -505,7 +505,7 @@ def test_a_scaffold_can_ask_the_model_through_the_engine(toy_home: Path, tmp_pat
     assert "## Direction for this attempt\n\nTry this: ideation of node None: looks fine." in model.prompts[0]
     assert engine.usage().calls == 6 and engine.usage().input_tokens == 42
     # The scaffold's calls count against the budget, and a resumed run still sees them.
-    from harness.engine import spent
+    from harness.search.engine import spent
 
     assert spent(tmp_path / "run").input_tokens == 42
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.workspace import source_files
+from harness.search.workspace import source_files
 
 
 def test_links_binaries_and_large_files_are_not_read(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from scaffolds import Action, Message, Scaffold, ScaffoldParams, SearchState
+from harness.search import Action, Message, Scaffold, ScaffoldParams, SearchState
 
 
 class EpsilonParams(ScaffoldParams):

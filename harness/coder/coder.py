@@ -9,8 +9,8 @@ from pathlib import Path
 
 from harness.coder.edits import EditError, apply_answer
 from harness.coder.prompts import fix_request
+from harness.coder.transcript import recorded_call
 from harness.models.base import CodingContext, Message, Model, ModelError, Usage
-from harness.transcript import recorded_call
 
 #: How many times an answer whose edits do not apply is sent back before the node fails.
 MAX_FIX_ATTEMPTS = 2

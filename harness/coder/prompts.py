@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.errors import ConfigError
+from harness.manifests.tracks import HINT_LEVELS, Task
 from harness.models.base import Message
-from harness.registry import HINT_LEVELS, Task
 
 SYSTEM = """\
 You are an expert machine-learning research engineer taking part in a training speedrun.

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from harness import paths
 from harness.errors import ConfigError
-from harness.registry import Track
+from harness.manifests.tracks import Track
 
 
 class TrackData(BaseModel):

@@ -192,7 +192,7 @@ class DockerExecutor(Executor):
         """The executor's docker client, made on first use (one per executor, shared by threads)."""
         with self._client_lock:
             if self._client is None:
-                from harness.containers import docker_client
+                from harness.execution.images import docker_client
 
                 self._client = docker_client(self.docker_host)
             return self._client

@@ -15,7 +15,7 @@ class OracleModel(Model):
     provider = "oracle"
 
     def generate(self, messages: list[Message], context: CodingContext) -> Completion:
-        from harness.registry import get_task, load_track
+        from harness.manifests.tracks import get_task, load_track
 
         if _purpose(context) != "code":
             return Completion(text=_remark(self.provider, context), usage=Usage(calls=1), model=self.name)

@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from harness.coder.transcript import TRANSCRIPT_JSONL, read_exchanges
 from harness.errors import ConfigError
 from harness.models.base import CodingContext, Completion, Message, Model, ModelError, Usage
-from harness.transcript import TRANSCRIPT_JSONL, read_exchanges
 
 log = logging.getLogger(__name__)
 

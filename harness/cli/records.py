@@ -1,19 +1,16 @@
-"""`speedrun records ...`: a thin face over harness.fetch."""
+"""`speedrun records ...`: a thin face over harness.manifests.fetch."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from harness.cli._common import console, err_console, fail
 from harness.errors import SpeedrunError
 from harness.events import Event
-from harness.fetch import DEFAULT_SOURCE, PINNED_COMMIT
-
-console = Console()
-err_console = Console(stderr=True)
+from harness.manifests.fetch import DEFAULT_SOURCE, PINNED_COMMIT
 
 records_app = typer.Typer(
     help="Fetch the records' code and hints that the project does not ship (the nanogpt track).",
@@ -32,8 +29,7 @@ def fetch_command(
     track: Annotated[str, typer.Option("--track", help="Track whose records to fetch.")] = "nanogpt",
 ) -> None:
     """Clone llm-speedrunner at a pinned commit and import each record's script and each task's hints."""
-    from harness.cli import fail
-    from harness.fetch import fetch_records
+    from harness.manifests.fetch import fetch_records
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console, transient=True

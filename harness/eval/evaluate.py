@@ -19,23 +19,23 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 import harness
-from harness import calibration
-from harness.budget import Budget
 from harness.coder.prompts import hints_for, parse_hint_levels
 from harness.data.tracks import TrackData, ensure_data, run_env
-from harness.engine import Engine, EngineConfig, Schedule, python_command, spent
 from harness.errors import ConfigError
+from harness.eval import calibration
+from harness.eval.measure import MeasureSpec, measure
 from harness.events import Event, EventSink, ignore
 from harness.execution import get_executor
 from harness.execution.base import Executor
-from harness.journal import Journal
 from harness.machine import MachineInfo, this_machine
-from harness.measure import MeasureSpec, measure
+from harness.manifests.tracks import Record, Task, Track, get_task, load_track
 from harness.models import Usage, get_model
-from harness.registry import Record, Task, Track, get_task, load_track
 from harness.scoring import fsr, fsr_from_ratios, paired_ratios
-from harness.workspace import source_files
-from scaffolds import get_scaffold
+from harness.search import get_scaffold
+from harness.search.budget import Budget
+from harness.search.engine import Engine, EngineConfig, Schedule, python_command, spent
+from harness.search.journal import Journal
+from harness.search.workspace import source_files
 
 RUN_JSON = "run.json"
 
@@ -247,7 +247,7 @@ class Evaluation:
         self.task = self.task.model_copy(update={"target_val_loss": self.target})
         self.hint_levels = parse_hint_levels(cfg.hints)
         if self.track.source == "fetched":
-            from harness.fetch import require_fetched
+            from harness.manifests.fetch import require_fetched
 
             require_fetched(self.track.name)  # says to run `speedrun records fetch`, not "no hint"
         hints_for(self.task, self.hint_levels)  # a missing hint level fails now, not mid-run

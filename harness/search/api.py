@@ -27,9 +27,9 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import ConfigError
-from harness.journal import ActionKind, Node
+from harness.manifests.tracks import Task
 from harness.models.base import Message
-from harness.registry import Task
+from harness.search.journal import ActionKind, Node
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ from pydantic import BaseModel, Field
 
 from harness import paths
 from harness.errors import SpeedrunError
+from harness.eval.measure import MeasureSpec, measure
 from harness.events import Event, EventSink, ignore
 from harness.execution.base import Executor
 from harness.machine import MachineInfo, this_machine
-from harness.measure import MeasureSpec, measure
-from harness.registry import Record, Track
+from harness.manifests.tracks import Record, Track
 from harness.scoring import paired_ratios
 
 

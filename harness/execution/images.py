@@ -47,7 +47,7 @@ class BuildError(SpeedrunError):
 
 def image_name(track: str) -> str:
     """The image a track's runs use: the track's `image` setting, else `speedrun-<track>:latest`."""
-    from harness.registry import load_track
+    from harness.manifests.tracks import load_track
 
     with contextlib.suppress(SpeedrunError):
         image = load_track(track).image
@@ -162,7 +162,7 @@ def record_images(track: str) -> dict[str, Path]:
     `speedrun-<track>:<name>` is built from `containers/<track>/<name>/`. Empty for a track
     whose records name none (one image per track).
     """
-    from harness.registry import load_track
+    from harness.manifests.tracks import load_track
 
     out: dict[str, Path] = {}
     with contextlib.suppress(SpeedrunError):

@@ -1,20 +1,17 @@
-"""`speedrun containers ...` and `speedrun doctor`: thin faces over harness.containers and harness.doctor."""
+"""`speedrun containers ...` and `speedrun doctor`: thin faces over harness.execution.images and harness.doctor."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harness import containers
+from harness.cli._common import console, fail
 from harness.doctor import run_checks
 from harness.errors import SpeedrunError
-
-console = Console()
+from harness.execution import images as containers
 
 containers_app = typer.Typer(
     help="Build the sandbox images (also without a registry) and remove leftover containers.",
@@ -22,12 +19,6 @@ containers_app = typer.Typer(
 )
 
 DockerHostOpt = typer.Option(None, "--docker-host", help="Engine address (default: $DOCKER_HOST or the local socket).")
-
-
-def _fail(exc: SpeedrunError) -> NoReturn:
-    from harness.cli import fail  # the main CLI's error rendering (--debug shows the traceback)
-
-    fail(exc)
 
 
 def _print_line(line: str) -> None:
@@ -56,7 +47,7 @@ def build_command(
             track, base=base, wheelhouse=wheelhouse, tag=tag, progress=_print_line, docker_host=docker_host
         )
     except SpeedrunError as exc:
-        _fail(exc)
+        fail(exc)
     for image in images:
         console.print(f"[green]built[/] {image}")
 
@@ -73,7 +64,7 @@ def base_command(
             tag, mirror=mirror, progress=_print_line, docker_host=docker_host
         )
     except SpeedrunError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"[green]ready[/] {image}")
 
 
@@ -85,7 +76,7 @@ def prune_command(docker_host: str | None = DockerHostOpt) -> None:
     try:
         removed = prune_containers(containers.docker_client(docker_host))
     except SpeedrunError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"removed {removed} container{'s' if removed != 1 else ''}")
 
 

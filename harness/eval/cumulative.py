@@ -21,9 +21,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from harness.evaluate import EvalConfig, RunInfo, evaluate
+from harness.eval.evaluate import EvalConfig, RunInfo, evaluate
 from harness.events import Event, EventSink, ignore
-from harness.registry import get_task, load_track
+from harness.manifests.tracks import get_task, load_track
 
 CHAIN_JSON = "cumulative.json"
 

@@ -34,7 +34,7 @@ from harness.errors import SpeedrunError
 from harness.events import Event, EventSink, ignore
 
 if TYPE_CHECKING:
-    from harness.registry import Record
+    from harness.manifests.tracks import Record
 
 #: The commit of llm-speedrunner whose scripts and hints the paper's results describe.
 PINNED_COMMIT = "bfde801f7cef707e85a2d8b64b5ee89d9d5f20b5"
@@ -173,7 +173,7 @@ def fetch_records(
     Nothing in the cache changes unless every file was read: the import is staged in a
     temporary directory inside the cache (one filesystem) and moved into place by renames.
     """
-    from harness.registry import load_track
+    from harness.manifests.tracks import load_track
 
     tr = load_track(track)
     if tr.source != "fetched":

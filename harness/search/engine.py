@@ -30,20 +30,20 @@ from pathlib import Path
 from typing import Literal
 
 from harness import rules
-from harness.budget import Budget
 from harness.coder import CoderResult, Feedback, build_messages, unified_diff, write_candidate
 from harness.coder.prompts import analysis_messages
+from harness.coder.transcript import read_exchanges, recorded_call
 from harness.errors import BudgetExceeded, ConfigError
 from harness.events import Event, EventSink, ignore
 from harness.execution.base import Executor, RunSpec
-from harness.journal import ActionKind, Journal, JournalEvent, Node, NodeStatus
 from harness.logparse import ParsedLog, parse_log_file
+from harness.manifests.tracks import Task
 from harness.models.base import CodingContext, Message, Model, ModelError, Usage
 from harness.outcome import RunResult, judge
-from harness.registry import Task
-from harness.transcript import read_exchanges, recorded_call
-from harness.workspace import source_files
-from scaffolds.base import Action, Scaffold, ScaffoldContext, SearchState
+from harness.search.api import Action, Scaffold, ScaffoldContext, SearchState
+from harness.search.budget import Budget
+from harness.search.journal import ActionKind, Journal, JournalEvent, Node, NodeStatus
+from harness.search.workspace import source_files
 
 Schedule = Literal["async", "paper"]
 LOG_TAIL_LINES = 60

@@ -66,7 +66,7 @@ class Record(_Manifest):
         return self.script_path.is_file()
 
     def code(self) -> str:
-        from harness.fetch import verify_fetched
+        from harness.manifests.fetch import verify_fetched
 
         verify_fetched(self.script_path)  # no-op for shipped code; fetched code must match its checksum
         if not self.available:
@@ -165,7 +165,7 @@ class Track(_Manifest):
             extra_rules = data.get("rules", [])
             data["rules"] = [*self.rules, *(extra_rules if isinstance(extra_rules, list) else [extra_rules])]
             if self.source == "fetched":
-                from harness.fetch import verify_fetched
+                from harness.manifests.fetch import verify_fetched
 
                 verify_fetched(hint_root / tid / "hints")
             data["hints"] = _read_hints(hint_root / tid / "hints")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.errors import ConfigError
-from scaffolds.base import Scaffold
+from harness.search.api import Scaffold
 
 S = TypeVar("S", bound=type[Scaffold])
 
@@ -31,10 +31,6 @@ def register(cls: S) -> S:
         raise TypeError(f"{cls.__qualname__} needs a `name` class attribute to be registered")
     _REGISTRY[cls.name] = cls
     return cls
-
-
-def _builtins() -> None:
-    importlib.import_module("scaffolds.greedy")
 
 
 def _entry_points() -> dict[str, EntryPoint]:
@@ -52,7 +48,6 @@ def _load_entry_point(ep: EntryPoint) -> type[Scaffold]:
 def scaffold_classes() -> dict[str, type[Scaffold]]:
     """Built-in and installed scaffolds, by name. Plug-ins that fail to load are left out
     (`broken_plugins` says why), so one broken package cannot hide the others."""
-    _builtins()
     found = dict(_REGISTRY)
     for name, ep in _entry_points().items():
         if name not in found:
@@ -65,7 +60,6 @@ def scaffold_classes() -> dict[str, type[Scaffold]]:
 
 def broken_plugins() -> dict[str, str]:
     """Installed plug-ins that fail to load: name -> the reason."""
-    _builtins()
     out: dict[str, str] = {}
     for name, ep in _entry_points().items():
         if name not in _REGISTRY:
@@ -118,7 +112,6 @@ def load_scaffold_class(spec: str) -> type[Scaffold]:
         if not hasattr(module, attr):
             raise ConfigError(f"{target!r} has no attribute {attr!r}")
         return _check(getattr(module, attr), spec)
-    _builtins()
     if spec in _REGISTRY:
         return _REGISTRY[spec]
     eps = _entry_points()
