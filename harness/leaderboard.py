@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.eval.evaluate import read_run
+from harness.eval.log import read_run
 from harness.scoring import mean_ci
 
 COLUMNS = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from harness.execution.base import ExecResult
@@ -37,17 +39,29 @@ class RunResult(BaseModel):
         """Counts for the score: ended normally, reached the target, broke no rule."""
         return not self.crashed and self.reached_target and not self.rule_violations and self.train_time_ms is not None
 
+    @property
+    def status(self) -> RunStatus:
+        """`valid`; `buggy` (crashed, timed out, or printed no result: a case for debugging);
+        `invalid` (ran, but missed the target or broke a rule)."""
+        if self.valid:
+            return "valid"
+        return "buggy" if self.crashed else "invalid"
+
+
+RunStatus = Literal["valid", "invalid", "buggy"]
+NO_VALIDATION_LINE = "the run printed no validation line (`step:S/N val_loss:...`)"
+
 
 def judge(parsed: ParsedLog, run: ExecResult, target_val_loss: float, violations: list[str]) -> RunResult:
+    """The one verdict on a run, for search nodes, calibration and confirmation runs alike."""
     reached = (
         parsed.val_loss is not None
         and not parsed.diverged
         and parsed.val_loss == parsed.val_loss  # not nan
         and parsed.val_loss <= target_val_loss
     )
-    error = run.describe_failure() or None
-    if error is None and parsed.val_loss is None:
-        error = "the log has no validation line (`step:S/N val_loss:...`)"
+    # An exit status of 0 with nothing parsed is still a failure to debug, so it says what failed.
+    error = run.describe_failure() or (NO_VALIDATION_LINE if parsed.val_loss is None else None)
     return RunResult(
         val_loss=parsed.val_loss,
         train_time_ms=parsed.train_time_ms,
@@ -62,6 +76,6 @@ def judge(parsed: ParsedLog, run: ExecResult, target_val_loss: float, violations
         wall_time_s=run.wall_time_s,
         executor=run.executor,
         sandboxed=run.sandboxed,
-        error=error if run.exit_code != 0 or run.timed_out or run.oom or run.error else None,
+        error=error,
         rule_violations=violations,
     )

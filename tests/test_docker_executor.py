@@ -559,7 +559,8 @@ def test_smoke_eval_mini_in_docker(sandbox: Sandbox, mini_data_dir: Path, tmp_pa
     """`speedrun eval --track mini --task mini-0 --model oracle --executor docker` at a loose target:
     the calibration runs and the node's run train the real records in containers. (Confirmation
     re-runs are the same executor calls again, so they are left out to keep this short.)"""
-    from harness.eval.evaluate import EvalConfig, evaluate
+    from harness.eval.config import EvalConfig
+    from harness.eval.evaluate import evaluate
     from harness.manifests.tracks import load_track
 
     first = load_track("mini").tasks()[0].id

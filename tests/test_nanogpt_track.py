@@ -16,7 +16,9 @@ from typer.testing import CliRunner
 
 from harness.cli.app import app
 from harness.errors import ConfigError
-from harness.eval.evaluate import EvalConfig, Evaluation, gpu_count, track_command
+from harness.eval.config import EvalConfig
+from harness.eval.evaluate import Evaluation
+from harness.eval.setup import gpu_count, track_command
 from harness.execution import get_executor
 from harness.execution.images import BuildError, build_track_images, record_images
 from harness.logparse import parse_log

@@ -34,8 +34,8 @@ def calibrate_cmd(
 
     from harness.data.tracks import ensure_data
     from harness.eval.calibration import calibrate, calibration_path, load_calibration
-    from harness.eval.evaluate import track_command, track_env, track_executor
     from harness.eval.measure import MeasureSpec
+    from harness.eval.setup import track_command, track_env, track_executor
     from harness.manifests.tracks import Record, load_track
 
     try:

@@ -62,7 +62,8 @@ def eval_cmd(
 ) -> None:
     """Evaluate a model with a scaffold on one or more tasks; resumes when re-run."""
     from harness.cli.render import EventRenderer
-    from harness.eval.evaluate import EvalConfig, Evaluation, evaluate
+    from harness.eval.config import EvalConfig
+    from harness.eval.evaluate import Evaluation, evaluate
     from harness.leaderboard import write_leaderboard
     from harness.manifests.tracks import load_track
     from harness.models.registry import DETERMINISTIC

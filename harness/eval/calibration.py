@@ -7,7 +7,6 @@ a round alike, so the ratio of two records within a round is steadier than eithe
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import statistics
@@ -22,6 +21,7 @@ from harness.errors import SpeedrunError
 from harness.eval.measure import MeasureSpec, measure
 from harness.events import Event, EventSink, ignore
 from harness.execution.base import Executor
+from harness.fsutil import locked, write_text_atomic
 from harness.machine import MachineInfo, this_machine
 from harness.manifests.tracks import Record, Track
 from harness.scoring import paired_ratios
@@ -110,16 +110,13 @@ def save_calibration(track: Track, cal: Calibration, only: Iterable[str] | None 
     path = calibration_path(track, cal.executor, cal.target_val_loss)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Hidden, as the data cache's lock: the directory lists the calibrations and nothing else.
-    with (path.parent / f".{path.stem}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(path.parent / f".{path.stem}.lock"):
         out = cal
         if only is not None:
             on_disk = load_calibration(track, cal.executor, cal.target_val_loss)
             on_disk.records.update({rid: cal.records[rid] for rid in only})
             out = on_disk
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(out.model_dump_json(indent=2))
-        tmp.replace(path)
+        write_text_atomic(path, out.model_dump_json(indent=2))
     return path
 
 

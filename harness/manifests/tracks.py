@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import paths
 from harness.errors import ManifestError
+from harness.manifests.integrity import verify_fetched
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -66,8 +67,6 @@ class Record(_Manifest):
         return self.script_path.is_file()
 
     def code(self) -> str:
-        from harness.manifests.fetch import verify_fetched
-
         verify_fetched(self.script_path)  # no-op for shipped code; fetched code must match its checksum
         if not self.available:
             raise ManifestError(
@@ -165,8 +164,6 @@ class Track(_Manifest):
             extra_rules = data.get("rules", [])
             data["rules"] = [*self.rules, *(extra_rules if isinstance(extra_rules, list) else [extra_rules])]
             if self.source == "fetched":
-                from harness.manifests.fetch import verify_fetched
-
                 verify_fetched(hint_root / tid / "hints")
             data["hints"] = _read_hints(hint_root / tid / "hints")
             out.append(_validate(Task, data, path, id=tid, track=self.name, root=path.parent))

@@ -1,0 +1,57 @@
+"""The best node re-run side by side with record i (A B A B ...), kept in confirm.json so a
+resumed evaluation continues the pairs instead of starting them again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.errors import ConfigError
+from harness.eval.log import Confirmation
+from harness.eval.measure import MeasureSpec, measure
+from harness.events import Event, EventSink
+from harness.execution.base import Executor
+from harness.fsutil import write_text_atomic
+
+CONFIRM_JSON = "confirm.json"
+
+
+def confirm(
+    run_dir: Path,
+    node_id: int,
+    candidate: dict[str, str],
+    record: dict[str, str],
+    record_id: str,
+    *,
+    runs: int,
+    executor: Executor,
+    spec: MeasureSpec,
+    emit: EventSink,
+) -> Confirmation:
+    """Pairs of (record i, candidate) runs until there are `runs`; record i must reach the target."""
+    path = run_dir / CONFIRM_JSON
+    conf = Confirmation(node=node_id)
+    if path.is_file():
+        old = Confirmation.model_validate_json(path.read_text())
+        if old.node == node_id:
+            conf = old
+    while len(conf.candidate_ms) < runs:
+        k = len(conf.candidate_ms)
+        emit(Event("phase", f"confirming node {node_id} against {record_id} (pair {k + 1}/{runs})"))
+        r = measure(record, run_dir / "confirm" / f"{k}-reference", spec, executor, "confirm/ref")
+        c = measure(candidate, run_dir / "confirm" / f"{k}-candidate", spec, executor, "confirm/cand")
+        if not r.valid or r.train_time_ms is None:
+            raise ConfigError(
+                f"record {record_id} did not reach the target in a confirmation run: {r.error or r.val_loss}"
+            )
+        conf.reference_ms.append(r.train_time_ms)
+        conf.candidate_ms.append(c.train_time_ms if c.valid and c.train_time_ms else float("inf"))
+        conf.candidate_valid.append(c.valid)
+        write_text_atomic(path, conf.model_dump_json(indent=2))
+        emit(
+            Event(
+                "info",
+                f"pair {k + 1}: record {r.train_time_ms / 1000:.1f} s, "
+                f"node {node_id} {(c.train_time_ms or 0) / 1000:.1f} s",
+            )
+        )
+    return conf

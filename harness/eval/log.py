@@ -1,0 +1,86 @@
+"""The on-disk record of an evaluation: run.json (config, machine, status, score) and the
+score's parts (reference times, the confirmation runs). Readable without the code that wrote it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from harness.eval.config import EvalConfig
+from harness.fsutil import write_text_atomic
+from harness.machine import MachineInfo
+from harness.models import Usage
+from harness.scoring import paired_ratios
+
+RUN_JSON = "run.json"
+
+
+class Reference(BaseModel):
+    """Record i's and record i+1's times, and where they come from."""
+
+    source: Literal["calibrated", "paper"]
+    from_record: str
+    to_record: str
+    t_ref_ms: float
+    t_next_ms: float
+    next_ratio: float
+    runs: int = 0
+    t_ref_spread_ms: tuple[float, float] | None = None
+    t_next_spread_ms: tuple[float, float] | None = None
+
+
+class Confirmation(BaseModel):
+    """The best node re-run side by side with record i."""
+
+    node: int
+    candidate_ms: list[float] = Field(default_factory=list)
+    reference_ms: list[float] = Field(default_factory=list)
+    candidate_valid: list[bool] = Field(default_factory=list)
+
+    @property
+    def ratios(self) -> list[float]:
+        return paired_ratios(self.candidate_ms, self.reference_ms)
+
+
+class TaskScore(BaseModel):
+    task: str
+    fsr: float
+    best_node: int | None
+    best_time_ms: float | None
+    candidate_ratio: float | None
+    reference: Reference
+    confirmation: Confirmation | None = None
+    nodes: int
+    valid_nodes: int
+    note: str = ""
+
+
+class RunInfo(BaseModel):
+    schema_version: int = 1
+    run_id: str
+    config: EvalConfig
+    track: str
+    status: Literal["running", "finished", "stopped", "failed"] = "running"
+    status_detail: str = ""
+    sandboxed: bool = False
+    versions: dict[str, str] = Field(default_factory=dict)
+    machine: MachineInfo
+    model_settings: dict[str, Any] = Field(default_factory=dict)
+    scaffold_params: dict[str, Any] = Field(default_factory=dict)
+    started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    usage: Usage = Field(default_factory=Usage)
+    score: TaskScore | None = None
+
+
+def read_run(run_dir: Path) -> RunInfo | None:
+    path = run_dir / RUN_JSON
+    return RunInfo.model_validate_json(path.read_text()) if path.is_file() else None
+
+
+def write_run(run_dir: Path, info: RunInfo) -> None:
+    info.updated_at = datetime.now(UTC)
+    write_text_atomic(run_dir / RUN_JSON, info.model_dump_json(indent=2))

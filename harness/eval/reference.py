@@ -1,0 +1,110 @@
+"""Record i's and record i+1's times for one task: from this machine's calibration (measured
+now if missing) or, on a paper track without one, the paper's re-measured times."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.eval import calibration
+from harness.eval.log import Reference
+from harness.eval.measure import MeasureSpec
+from harness.events import Event, EventSink
+from harness.execution.base import Executor
+from harness.manifests.tracks import Record, Track
+
+
+def reference_plan(track: Track, a: Record, b: Record, key: str, target: float, runs: int) -> dict[str, Any]:
+    """Which reference times a run would use, measuring nothing: a calibration of this machine
+    when it has both records, else the paper's times (paper tracks) or a calibration to come."""
+    cal = calibration.load_calibration(track, key, target)
+    if cal.has(a) and cal.has(b):
+        return {
+            "source": "calibrated",
+            "file": str(calibration.calibration_path(track, key, target)),
+            "time_ms": {a.id: cal.records[a.id].median_ms, b.id: cal.records[b.id].median_ms},
+        }
+    if track.reference_times == "paper":
+        times = {r.id: r.reference.time_ms if r.reference else None for r in (a, b)}
+        return {"source": "paper", "time_ms": times}
+    return {"source": "calibrate", "runs_per_record": runs}
+
+
+def reference_times(
+    track: Track,
+    a: Record,
+    b: Record,
+    executor: Executor,
+    spec: MeasureSpec,
+    *,
+    runs: int,
+    loosened_target: bool,
+    emit: EventSink,
+) -> Reference:
+    """The task's reference, calibrating the records this machine has no times for."""
+    cal = calibration.load_calibration(track, executor.calibration_key, spec.target_val_loss)
+    if track.reference_times == "paper" and not (cal.has(a) and cal.has(b)):
+        emit(
+            Event(
+                "info",
+                f"reference times: the paper's re-measurement on 8xH100; `speedrun calibrate --track "
+                f"{track.name} --records {a.index},{b.index}` measures them on this machine instead",
+            )
+        )
+        return paper_reference(a, b)
+    missing = [r for r in (a, b) if not cal.has(r)]
+    if missing:
+        emit(
+            Event(
+                "phase",
+                f"calibrating {', '.join(r.id for r in missing)} on this machine "
+                f"({runs} runs each; cached for later evaluations)",
+            )
+        )
+        cal = calibration.calibrate(
+            track, missing if len(missing) == 1 else [a, b], runs=runs, executor=executor, spec=spec, on_event=emit
+        )
+    else:
+        path = calibration.calibration_path(track, executor.calibration_key, spec.target_val_loss)
+        emit(Event("info", f"reference times from the calibration of this machine ({path})"))
+    ta, tb = cal.records[a.id], cal.records[b.id]
+    ratio = cal.ratio(b.id, a.id)
+    if ratio >= 1 and loosened_target:
+        # At a loosened (smoke) target the chain's order need not hold; the run still
+        # exercises every part, and the score says FSR is undefined.
+        emit(
+            Event(
+                "warning",
+                f"at target {spec.target_val_loss} record {b.id} is not faster than {a.id} here; "
+                "FSR is undefined for this run",
+            )
+        )
+    elif ratio >= 1:
+        raise ConfigError(
+            f"on this machine record {b.id} ({tb.median_ms:.0f} ms) is not faster than {a.id} "
+            f"({ta.median_ms:.0f} ms); re-run `speedrun calibrate --track {track.name}` with more --runs"
+        )
+    return Reference(
+        source="calibrated",
+        from_record=a.id,
+        to_record=b.id,
+        t_ref_ms=ta.median_ms,
+        t_next_ms=tb.median_ms,
+        next_ratio=ratio,
+        runs=len(ta.times_ms),
+        t_ref_spread_ms=ta.spread,
+        t_next_spread_ms=tb.spread,
+    )
+
+
+def paper_reference(a: Record, b: Record) -> Reference:
+    if a.reference is None or b.reference is None:
+        raise ConfigError(f"records {a.id} and {b.id} need reference times in their manifests")
+    return Reference(
+        source="paper",
+        from_record=a.id,
+        to_record=b.id,
+        t_ref_ms=a.reference.time_ms,
+        t_next_ms=b.reference.time_ms,
+        next_ratio=b.reference.time_ms / a.reference.time_ms,
+    )

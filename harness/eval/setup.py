@@ -1,0 +1,83 @@
+"""A track's set-up for one run: the process count from `--gpus`, the command, its
+environment and the executor (with the record's image), shared by the search, the
+calibration and the confirmation runs."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any
+
+from harness.data.shards import TrackData
+from harness.data.tracks import run_env
+from harness.errors import ConfigError
+from harness.execution import get_executor
+from harness.execution.base import Executor
+from harness.manifests.tracks import Track
+
+#: Training processes when `--gpus` does not name a number: the benchmark's node has eight GPUs.
+#: Not the GPUs this machine happens to have, because the records fix their global batch as
+#: per-GPU batch x world size, so a different process count trains a different run.
+DEFAULT_GPUS = 8
+NPROC_PLACEHOLDER = "{nproc_per_node}"
+
+
+def gpu_count(gpus: str | None) -> int:
+    """`--gpus` as a process count: unset or `all` -> 8, `N` -> N, `0,1,2,3` (or `device=...`) -> 4."""
+    value = (gpus or "").strip()
+    if value in ("", "all"):
+        return DEFAULT_GPUS
+    if value == "none":
+        raise ConfigError("--gpus none leaves no GPU for the track's command; use all, a count or device ids")
+    if value.isdigit():
+        count = int(value)
+    else:
+        ids = value.removeprefix("device=").strip("\"'")
+        if not re.fullmatch(r"[\w-]+(,[\w-]+)*", ids):
+            raise ConfigError(f"cannot read --gpus {gpus!r}; use all, a count, or device ids like 0,1")
+        count = len(ids.split(","))
+    if count < 1:
+        raise ConfigError(f"--gpus {gpus!r} leaves no GPU for the track's command; use all, a count or ids")
+    return count
+
+
+def track_command(track: Track, gpus: str | None, *, local: bool) -> list[str]:
+    """The track's command with `{nproc_per_node}` filled in from `--gpus`."""
+    command = list(track.command)
+    if any(NPROC_PLACEHOLDER in part for part in command):
+        n = str(gpu_count(gpus))
+        command = [part.replace(NPROC_PLACEHOLDER, n) for part in command]
+    return python_command(command, local=local)
+
+
+def track_executor(
+    track: Track, name: str, options: dict[str, Any], *, image: str | None = None, gpus: str | None = None
+) -> Executor:
+    """The executor `name` for runs of `track`; a docker run uses `image` (a record's own) or the track's.
+
+    Precedence: explicit options (`--executor-arg`), then `--gpus`, then the track's defaults.
+    """
+    args: dict[str, Any] = dict(track.executors.get(name, {}))
+    if name == "docker":
+        args["image"] = image or track.image
+        if gpus:
+            args["gpus"] = gpus
+    args.update(options)
+    return get_executor(name, **args)
+
+
+def track_env(track: Track, data: TrackData, gpus: str | None, *, local: bool, **kw: Any) -> dict[str, str]:
+    """`run_env`, plus CUDA_VISIBLE_DEVICES on the local executor when `--gpus` names device ids
+    (a container sees only the requested devices; a local process would otherwise see all)."""
+    env = run_env(track, data, **kw)
+    value = (gpus or "").strip().removeprefix("device=")
+    if local and value and value != "all" and not value.isdigit():
+        env["CUDA_VISIBLE_DEVICES"] = value
+    return env
+
+
+def python_command(command: list[str], local: bool) -> list[str]:
+    """On the local executor, `python` means the harness's own interpreter (it has torch)."""
+    if local and command and command[0] in ("python", "python3"):
+        return [sys.executable, *command[1:]]
+    return list(command)
