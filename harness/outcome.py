@@ -1,4 +1,9 @@
-"""What a candidate run achieved: the parsed log, how the process ended, and the verdict."""
+"""What a candidate run achieved: the parsed log, how the process ended, and the verdict.
+
+The script's log says how far it got; the harness decides whether that counts. A run's
+printed `train_time` stands only when the harness's own clock agrees with it (`ClockCheck`),
+and a static audit's violations make it invalid whatever it printed.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from harness.audit import Finding
 from harness.execution.base import ExecResult
 from harness.logparse import ParsedLog
 
@@ -28,6 +34,12 @@ class RunResult(BaseModel):
     sandboxed: bool = False
     error: str | None = None
     rule_violations: list[str] = Field(default_factory=list)
+    #: The auditor's findings (violations and flags for review).
+    audit: list[Finding] = Field(default_factory=list)
+    #: The part of the harness's wall time that the printed train_time leaves out.
+    untimed_s: float | None = None
+    #: How this result was protected: `clock-checked`, `audited`, `harness-evaluated`.
+    protection: list[str] = Field(default_factory=list)
 
     @property
     def crashed(self) -> bool:
@@ -52,8 +64,58 @@ RunStatus = Literal["valid", "invalid", "buggy"]
 NO_VALIDATION_LINE = "the run printed no validation line (`step:S/N val_loss:...`)"
 
 
-def judge(parsed: ParsedLog, run: ExecResult, target_val_loss: float, violations: list[str]) -> RunResult:
-    """The one verdict on a run, for search nodes, calibration and confirmation runs alike."""
+class ClockCheck(BaseModel):
+    """What record i leaves untimed (harness wall time minus its printed train_time) under the
+    same conditions, and how much more a candidate may leave untimed.
+
+    A candidate that moves work out of its timed region (an "untimed warm-up" on real data,
+    work before the clock starts or after the last validation) shows it here: its wall time
+    grows while its printed time does not."""
+
+    reference_untimed_s: float
+    #: Extra untimed time allowed: the larger of `min_margin_s` and `relative_margin` of record i's.
+    relative_margin: float = 0.25
+    min_margin_s: float = 2.0
+
+    @property
+    def allowed_untimed_s(self) -> float:
+        return self.reference_untimed_s + max(self.min_margin_s, self.relative_margin * self.reference_untimed_s)
+
+
+#: A printed train_time may exceed the harness's wall time by this much (clock granularity).
+CLOCK_SLACK_S = 0.5
+
+
+def clock_problem(train_time_ms: float | None, wall_s: float, check: ClockCheck | None) -> str | None:
+    """Why the printed train_time cannot be believed, or None."""
+    if train_time_ms is None or wall_s <= 0:
+        return None
+    reported = train_time_ms / 1000
+    if reported > wall_s + CLOCK_SLACK_S:
+        return f"harness clock: reported train_time {reported:.1f} s exceeds the run's wall time {wall_s:.1f} s"
+    untimed = wall_s - reported
+    if check is not None and untimed > check.allowed_untimed_s:
+        return (
+            f"harness clock: {untimed:.1f} s of the run is outside its train_time, where record i leaves "
+            f"{check.reference_untimed_s:.1f} s (at most {check.allowed_untimed_s:.1f} s allowed)"
+        )
+    return None
+
+
+def judge(
+    parsed: ParsedLog,
+    run: ExecResult,
+    target_val_loss: float,
+    findings: list[Finding] | None = None,
+    clock: ClockCheck | None = None,
+) -> RunResult:
+    """The one verdict on a run, for search nodes, calibration and confirmation runs alike.
+
+    `findings` are the auditor's (its violations make the run invalid); `clock` is record i's
+    untimed share to hold the run to (None for record i's own reference runs)."""
+    protection = ["audited"] if findings is not None else []
+    findings = findings or []
+    violations = [str(f) for f in findings if f.severity == "violation"]
     reached = (
         parsed.val_loss is not None
         and not parsed.diverged
@@ -62,6 +124,12 @@ def judge(parsed: ParsedLog, run: ExecResult, target_val_loss: float, violations
     )
     # An exit status of 0 with nothing parsed is still a failure to debug, so it says what failed.
     error = run.describe_failure() or (NO_VALIDATION_LINE if parsed.val_loss is None else None)
+    untimed = run.wall_time_s - parsed.train_time_ms / 1000 if parsed.train_time_ms is not None else None
+    problem = clock_problem(parsed.train_time_ms, run.wall_time_s, clock)
+    if problem is not None:
+        violations.append(problem)
+    if run.wall_time_s > 0 and parsed.train_time_ms is not None:
+        protection.append("clock-checked" if clock is not None else "clock-bounded")
     return RunResult(
         val_loss=parsed.val_loss,
         train_time_ms=parsed.train_time_ms,
@@ -78,4 +146,7 @@ def judge(parsed: ParsedLog, run: ExecResult, target_val_loss: float, violations
         sandboxed=run.sandboxed,
         error=error,
         rule_violations=violations,
+        audit=findings,
+        untimed_s=untimed,
+        protection=protection,
     )

@@ -33,10 +33,6 @@ def paired_ratios(numerators: Sequence[float], denominators: Sequence[float]) ->
     return [a / b for a, b in zip(numerators, denominators, strict=False) if b > 0]
 
 
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean and a Student-t confidence interval (the benchmark's headline number)."""
     n = len(values)

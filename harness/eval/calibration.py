@@ -33,11 +33,18 @@ class RecordTiming(BaseModel):
     times_ms: list[float] = Field(default_factory=list)
     steps: list[int | None] = Field(default_factory=list)
     val_loss: list[float | None] = Field(default_factory=list)
+    #: Per run: the harness's wall time minus the printed train_time (start-up, validation,
+    #: saving): what a candidate of this record's task may leave untimed (`ClockCheck`).
+    untimed_s: list[float] = Field(default_factory=list)
     measured_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def median_ms(self) -> float:
         return statistics.median(self.times_ms)
+
+    @property
+    def median_untimed_s(self) -> float | None:
+        return statistics.median(self.untimed_s) if self.untimed_s else None
 
     @property
     def spread(self) -> tuple[float, float]:
@@ -157,6 +164,8 @@ def calibrate(
             timing.times_ms.append(result.train_time_ms)
             timing.steps.append(result.step)
             timing.val_loss.append(result.val_loss)
+            if result.untimed_s is not None:
+                timing.untimed_s.append(result.untimed_s)
             done += 1
             save_calibration(track, cal, only=[r.id for r in records])
             on_event(

@@ -50,7 +50,7 @@ class EvalConfig(BaseModel):
             parts.append("analyze")
         if self.start_from is not None:
             parts.append("from-" + hashlib.sha256(str(self.start_from).encode()).hexdigest()[:8])
-        return re.sub(r"[^A-Za-z0-9._+-]+", "-", "__".join(parts))
+        return run_name(parts)
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the recorded one (the node budget may grow)."""
@@ -62,3 +62,8 @@ class EvalConfig(BaseModel):
         out["scaffold_args"] = {k: v for k, v in out["scaffold_args"].items() if k != "nodes"}
         out["model_args"] = {k: v for k, v in out["model_args"].items() if k not in ("max_connections", "base_url")}
         return out
+
+
+def run_name(parts: list[str]) -> str:
+    """A directory name from the settings that identify a run (model names hold `/`)."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", "__".join(parts))

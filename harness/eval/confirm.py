@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.audit import audit
 from harness.errors import ConfigError
 from harness.eval.log import Confirmation
 from harness.eval.measure import MeasureSpec, measure
 from harness.events import Event, EventSink
 from harness.execution.base import Executor
 from harness.fsutil import write_text_atomic
+from harness.outcome import ClockCheck
 
 CONFIRM_JSON = "confirm.json"
 
@@ -21,6 +23,7 @@ def confirm(
     candidate: dict[str, str],
     record: dict[str, str],
     record_id: str,
+    main_file: str,
     *,
     runs: int,
     executor: Executor,
@@ -28,6 +31,7 @@ def confirm(
     emit: EventSink,
 ) -> Confirmation:
     """Pairs of (record i, candidate) runs until there are `runs`; record i must reach the target."""
+    findings = audit(candidate.get(main_file, ""), baseline=record.get(main_file))
     path = run_dir / CONFIRM_JSON
     conf = Confirmation(node=node_id)
     if path.is_file():
@@ -38,14 +42,25 @@ def confirm(
         k = len(conf.candidate_ms)
         emit(Event("phase", f"confirming node {node_id} against {record_id} (pair {k + 1}/{runs})"))
         r = measure(record, run_dir / "confirm" / f"{k}-reference", spec, executor, "confirm/ref")
-        c = measure(candidate, run_dir / "confirm" / f"{k}-candidate", spec, executor, "confirm/cand")
         if not r.valid or r.train_time_ms is None:
             raise ConfigError(
                 f"record {record_id} did not reach the target in a confirmation run: {r.error or r.val_loss}"
             )
+        # The candidate is held to the record run beside it: same machine, same minute.
+        clock = ClockCheck(reference_untimed_s=r.untimed_s) if r.untimed_s is not None else None
+        c = measure(
+            candidate,
+            run_dir / "confirm" / f"{k}-candidate",
+            spec,
+            executor,
+            "confirm/cand",
+            findings=findings,
+            clock=clock,
+        )
         conf.reference_ms.append(r.train_time_ms)
         conf.candidate_ms.append(c.train_time_ms if c.valid and c.train_time_ms else float("inf"))
         conf.candidate_valid.append(c.valid)
+        conf.candidate_errors.append("" if c.valid else "; ".join([*c.rule_violations, c.error or ""]).strip("; "))
         write_text_atomic(path, conf.model_dump_json(indent=2))
         emit(
             Event(

@@ -13,7 +13,6 @@ Re-running the same command resumes the chain step by step.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from harness.eval.config import EvalConfig
+from harness.eval.config import EvalConfig, run_name
 from harness.eval.evaluate import evaluate
 from harness.eval.log import RunInfo
 from harness.events import Event, EventSink, ignore
@@ -73,7 +72,7 @@ def chain_dir(base: EvalConfig, first_task: str) -> Path:
         parts.append(f"target{base.target_val_loss:g}")
     if base.analyze:
         parts.append("analyze")
-    return base.results_dir / "cumulative" / re.sub(r"[^A-Za-z0-9._+-]+", "-", "__".join(parts))
+    return base.results_dir / "cumulative" / run_name(parts)
 
 
 def run_chain(

@@ -31,6 +31,7 @@ from harness.machine import this_machine
 from harness.manifests.integrity import require_fetched
 from harness.manifests.tracks import Task, Track, get_task, load_track
 from harness.models import get_model
+from harness.outcome import ClockCheck
 from harness.search import get_scaffold
 from harness.search.budget import Budget
 from harness.search.engine import Engine, EngineConfig, spent
@@ -174,6 +175,10 @@ class Evaluation:
                     gpus=self.cfg.gpus,
                     budget=Budget(self.cfg.max_cost_usd, self.cfg.max_tokens, spent(self.run_dir)),
                     analyze=self.cfg.analyze,
+                    baseline_code=self.from_record.code(),
+                    clock=None
+                    if reference.t_ref_untimed_s is None
+                    else ClockCheck(reference_untimed_s=reference.t_ref_untimed_s),
                 ),
                 model=self.model,
                 scaffold=self.scaffold,
@@ -275,6 +280,7 @@ class Evaluation:
             self.node_files(node_id),
             self.record_files(),
             self.from_record.id,
+            self.from_record.script,
             runs=self.cfg.confirm_runs,
             executor=executor,
             spec=spec,

@@ -30,6 +30,8 @@ class Reference(BaseModel):
     runs: int = 0
     t_ref_spread_ms: tuple[float, float] | None = None
     t_next_spread_ms: tuple[float, float] | None = None
+    #: Record i's median untimed share of a run on this machine (calibrated references only).
+    t_ref_untimed_s: float | None = None
 
 
 class Confirmation(BaseModel):
@@ -39,6 +41,8 @@ class Confirmation(BaseModel):
     candidate_ms: list[float] = Field(default_factory=list)
     reference_ms: list[float] = Field(default_factory=list)
     candidate_valid: list[bool] = Field(default_factory=list)
+    #: Why a candidate run did not count (its error or the rule it broke), per pair.
+    candidate_errors: list[str] = Field(default_factory=list)
 
     @property
     def ratios(self) -> list[float]:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from harness.audit import Finding
 from harness.execution.base import Executor, RunSpec
 from harness.logparse import parse_log_file
-from harness.outcome import RunResult, judge
+from harness.outcome import ClockCheck, RunResult, judge
+from harness.search.workspace import write_files
 
 
 class MeasureSpec(BaseModel):
@@ -23,14 +25,22 @@ class MeasureSpec(BaseModel):
     gpus: str | None = None
 
 
-def measure(files: dict[str, str], workdir: Path, spec: MeasureSpec, executor: Executor, label: str = "") -> RunResult:
-    """Run `files` once in a fresh `workdir` and judge the log against the target."""
+def measure(
+    files: dict[str, str],
+    workdir: Path,
+    spec: MeasureSpec,
+    executor: Executor,
+    label: str = "",
+    *,
+    findings: list[Finding] | None = None,
+    clock: ClockCheck | None = None,
+) -> RunResult:
+    """Run `files` once in a fresh `workdir` and judge the log against the target (a candidate's
+    with its audit findings and record i's clock; a record's own reference runs without)."""
     if workdir.exists():
         shutil.rmtree(workdir)
     workspace = workdir / "workspace"
-    workspace.mkdir(parents=True)
-    for name, text in files.items():
-        (workspace / name).write_text(text)
+    write_files(workspace, files)
     run = executor.run(
         RunSpec(
             command=spec.command,
@@ -43,4 +53,4 @@ def measure(files: dict[str, str], workdir: Path, spec: MeasureSpec, executor: E
             label=label,
         )
     )
-    return judge(parse_log_file(run.log_path), run, spec.target_val_loss, [])
+    return judge(parse_log_file(run.log_path), run, spec.target_val_loss, findings, clock)

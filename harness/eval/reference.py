@@ -94,6 +94,7 @@ def reference_times(
         runs=len(ta.times_ms),
         t_ref_spread_ms=ta.spread,
         t_next_spread_ms=tb.spread,
+        t_ref_untimed_s=ta.median_untimed_s,
     )
 
 

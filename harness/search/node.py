@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness import rules
+from harness.audit import Finding, audit, violations
 from harness.coder import CoderResult, Feedback, build_messages, unified_diff, write_candidate
 from harness.coder.prompts import analysis_messages, bounded, log_tail, summarize
 from harness.coder.transcript import recorded_call
@@ -26,11 +26,11 @@ from harness.fsutil import write_text_atomic
 from harness.logparse import parse_log_file
 from harness.manifests.tracks import Task
 from harness.models.base import CodingContext, Model, ModelError, Usage
-from harness.outcome import RunResult, judge
+from harness.outcome import ClockCheck, RunResult, judge
 from harness.search.api import Action
 from harness.search.budget import Budget
 from harness.search.journal import ActionKind, Journal, Node, NodeStatus
-from harness.search.workspace import source_files
+from harness.search.workspace import source_files, write_files
 
 ANALYSIS_MD = "analysis.md"
 #: An analysis longer than this is cut before it goes into child prompts.
@@ -56,6 +56,10 @@ class NodeSetup:
     gpus: str | None = None
     budget: Budget = field(default_factory=Budget)
     analyze: bool = False
+    #: Record i's script: the auditor does not hold against a candidate what the record does too.
+    baseline_code: str | None = None
+    #: Record i's untimed share on this machine, when it has been measured.
+    clock: ClockCheck | None = None
 
 
 @dataclass
@@ -69,6 +73,7 @@ class Job:
     debug_depth: int = 0
     coded: CoderResult | None = None
     files: dict[str, str] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
     result: RunResult | None = None
     summary: str = ""
 
@@ -85,20 +90,6 @@ def node_files(run_dir: Path, node_id: int) -> dict[str, str]:
     if code.is_dir() and not code.is_symlink():
         return source_files(code, suffixes=None)
     return source_files(ndir / WORKSPACE_DIR)
-
-
-def write_files(root: Path, files: dict[str, str]) -> None:
-    """Lay `files` out under `root` (created fresh); a name that leaves `root` is refused."""
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
-    base = root.resolve()
-    for name, text in files.items():
-        path = (root / name).resolve()
-        if not path.is_relative_to(base) or path == base:
-            raise ValueError(f"file name {name!r} is outside the workspace")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
 
 
 class NodeWorker:
@@ -185,11 +176,11 @@ class NodeWorker:
         job.files = coded.files
         (ndir / "diff.patch").write_text(unified_diff(parent_files, coded.files))
         self.emit(Event("node_coded", "; ".join(coded.notes[-1:]), node=job.node_id))
-        violations = rules.check_code(coded.files[s.main_file])
-        if violations:
-            return self.finish(
-                job, "invalid", result=RunResult(rule_violations=violations), error="; ".join(violations)
-            )
+        job.findings = audit(coded.files[s.main_file], baseline=s.baseline_code)
+        broken = [str(f) for f in violations(job.findings)]
+        if broken:
+            result = RunResult(rule_violations=broken, audit=job.findings, protection=["audited"])
+            return self.finish(job, "invalid", result=result, error="; ".join(broken))
         return job
 
     def run(self, job: Job) -> Job | Node:
@@ -210,7 +201,7 @@ class NodeWorker:
         self.emit(Event("node_running", "running", node=job.node_id))
         ran = self.executor.run(spec, on_line=lambda line: self._on_line(job.node_id, line))
         parsed = parse_log_file(spec.log_path)
-        job.result = judge(parsed, ran, s.task.target_val_loss, [])
+        job.result = judge(parsed, ran, s.task.target_val_loss, job.findings, s.clock)
         job.summary = summarize(job.result, parsed, s.task.target_val_loss)
         if s.analyze:
             return job
