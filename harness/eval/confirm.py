@@ -58,15 +58,14 @@ def confirm(
             clock=clock,
         )
         conf.reference_ms.append(r.train_time_ms)
-        conf.candidate_ms.append(c.train_time_ms if c.valid and c.train_time_ms else float("inf"))
+        conf.candidate_ms.append(c.time_ms if c.valid and c.time_ms else float("inf"))
         conf.candidate_valid.append(c.valid)
         conf.candidate_errors.append("" if c.valid else "; ".join([*c.rule_violations, c.error or ""]).strip("; "))
         write_text_atomic(path, conf.model_dump_json(indent=2))
         emit(
             Event(
                 "info",
-                f"pair {k + 1}: record {r.train_time_ms / 1000:.1f} s, "
-                f"node {node_id} {(c.train_time_ms or 0) / 1000:.1f} s",
+                f"pair {k + 1}: record {r.train_time_ms / 1000:.1f} s, node {node_id} {(c.time_ms or 0) / 1000:.1f} s",
             )
         )
     return conf

@@ -50,7 +50,7 @@ class Node(BaseModel):
 
     @property
     def time_ms(self) -> float | None:
-        return self.result.train_time_ms if self.result and self.valid else None
+        return self.result.time_ms if self.result and self.valid else None
 
 
 class JournalEvent(BaseModel):

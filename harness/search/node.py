@@ -247,7 +247,9 @@ class NodeWorker:
     def finish_run(self, job: Job, extra: Usage | None = None) -> Node:
         result = job.result
         assert result is not None
-        return self.finish(job, result.status, result=result, error=result.error, summary=job.summary, extra=extra)
+        # A run that broke a rule says which, as a crash says why.
+        error = result.error or "; ".join(result.rule_violations) or None
+        return self.finish(job, result.status, result=result, error=error, summary=job.summary, extra=extra)
 
     def finish(
         self,
@@ -297,6 +299,6 @@ class NodeWorker:
 
 def one_line(node: Node) -> str:
     r = node.result
-    if node.status == "valid" and r and r.train_time_ms is not None:
-        return f"valid · {r.train_time_ms / 1000:.1f} s to target"
+    if node.status == "valid" and r and r.time_ms is not None:
+        return f"valid · {r.time_ms / 1000:.1f} s to target"
     return f"{node.status}" + (f" · {node.error[:120]}" if node.error else "")
