@@ -60,6 +60,9 @@ class TaskScore(BaseModel):
     nodes: int
     valid_nodes: int
     note: str = ""
+    #: How the score was protected: the best node's checks (`audited`, `clock-checked`,
+    #: `harness-evaluated`) and `confirmed` when it was re-run beside record i.
+    protection: list[str] = Field(default_factory=list)
 
 
 class RunInfo(BaseModel):

@@ -31,6 +31,7 @@ def score_task(
     """`unchanged(node)` says whether a node is record i's code as it was; `confirm(node)` runs the
     side-by-side confirmation of a node."""
     best = journal.best()
+    protection = list(best.result.protection) if best and best.result else []
     common = {
         "task": task_id,
         "reference": ref,
@@ -41,19 +42,21 @@ def score_task(
     }
     if ref.next_ratio >= 1:
         note = f"undefined: record {ref.to_record} is not faster than {ref.from_record} at this target"
-        return TaskScore(fsr=0.0, candidate_ratio=None, note=note, **common)
+        return TaskScore(fsr=0.0, candidate_ratio=None, note=note, protection=protection, **common)
     if best is None or best.time_ms is None:
-        return TaskScore(fsr=0.0, candidate_ratio=None, note="no valid node", **common)
+        return TaskScore(fsr=0.0, candidate_ratio=None, note="no valid node", protection=protection, **common)
     own_ratio = best.time_ms / ref.t_ref_ms
     if unchanged(best.id):
         # Record i's own code cannot be faster than record i: re-measuring it only costs time.
         note = f"the best node is record {ref.from_record} unchanged"
-        return TaskScore(fsr=0.0, candidate_ratio=own_ratio, note=note, **common)
+        return TaskScore(fsr=0.0, candidate_ratio=own_ratio, note=note, protection=protection, **common)
     if ref.source == "paper" or confirm_runs <= 0:
         value = fsr(ref.t_ref_ms, ref.t_next_ms, best.time_ms, min_speedup)
-        return TaskScore(fsr=value, candidate_ratio=own_ratio, note="from the node's own run", **common)
+        note = "from the node's own run"
+        return TaskScore(fsr=value, candidate_ratio=own_ratio, note=note, protection=protection, **common)
     if own_ratio >= FAR_SLOWER_RATIO:
-        return TaskScore(fsr=0.0, candidate_ratio=own_ratio, note="slower than record i", **common)
+        note = "slower than record i"
+        return TaskScore(fsr=0.0, candidate_ratio=own_ratio, note=note, protection=protection, **common)
     conf = confirm(best.id)
     ratio = statistics.median(conf.ratios) if all(conf.candidate_valid) and conf.ratios else None
     note = "" if ratio is not None else "the best node did not reach the target in every confirmation run"
@@ -64,5 +67,6 @@ def score_task(
         candidate_ratio=ratio,
         confirmation=conf,
         note=note,
+        protection=[*protection, "confirmed"],
         **common,
     )
