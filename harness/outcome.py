@@ -22,6 +22,8 @@ class RunResult(BaseModel):
     oom: bool = False
     diverged: bool = False
     wall_time_s: float = 0.0
+    #: CPU seconds of the run and its descendants, by the executor's own measure (None: unknown).
+    cpu_s: float | None = None
     executor: str = ""
     sandboxed: bool = False
     error: str | None = None
@@ -59,7 +61,8 @@ def judge(parsed: ParsedLog, run: ExecResult, target_val_loss: float, violations
         timed_out=run.timed_out,
         oom=run.oom,
         diverged=parsed.diverged,
-        wall_time_s=run.wall_time_s,
+        wall_time_s=run.wall_s,
+        cpu_s=run.cpu_s,
         executor=run.executor,
         sandboxed=run.sandboxed,
         error=error if run.exit_code != 0 or run.timed_out or run.oom or run.error else None,

@@ -365,6 +365,8 @@ class Engine:
         )
         self.emit(Event("node_running", "running", node=job.node_id))
         ran = self.executor.run(spec, on_line=lambda line: self._on_line(job.node_id, line))
+        for warning in ran.warnings:
+            self.emit(Event("warning", warning, node=job.node_id))
         parsed = parse_log_file(spec.log_path)
         job.result = judge(parsed, ran, self.cfg.task.target_val_loss, [])
         if job.result.error is None and job.result.val_loss is None:
