@@ -30,6 +30,8 @@ class RunResult(BaseModel):
     oom: bool = False
     diverged: bool = False
     wall_time_s: float = 0.0
+    #: CPU seconds of the run and its descendants, by the executor's own measure (None: unknown).
+    cpu_s: float | None = None
     executor: str = ""
     sandboxed: bool = False
     error: str | None = None
@@ -132,15 +134,15 @@ def judge(
     )
     # An exit status of 0 with nothing parsed is still a failure to debug, so it says what failed.
     error = run.describe_failure() or (NO_VALIDATION_LINE if parsed.val_loss is None else None)
-    untimed = run.wall_time_s - parsed.train_time_ms / 1000 if parsed.train_time_ms is not None else None
-    problem = clock_problem(parsed.train_time_ms, run.wall_time_s, clock)
+    untimed = run.wall_s - parsed.train_time_ms / 1000 if parsed.train_time_ms is not None else None
+    problem = clock_problem(parsed.train_time_ms, run.wall_s, clock)
     if problem is not None:
         violations.append(problem)
     harness_ms = None
-    if run.wall_time_s > 0 and parsed.train_time_ms is not None:
+    if run.wall_s > 0 and parsed.train_time_ms is not None:
         protection.append("clock-checked" if clock is not None else "clock-bounded")
         if clock is not None:
-            harness_ms = max(parsed.train_time_ms, 1000 * (run.wall_time_s - clock.reference_untimed_s))
+            harness_ms = max(parsed.train_time_ms, 1000 * (run.wall_s - clock.reference_untimed_s))
     return RunResult(
         val_loss=parsed.val_loss,
         train_time_ms=parsed.train_time_ms,
@@ -152,7 +154,8 @@ def judge(
         timed_out=run.timed_out,
         oom=run.oom,
         diverged=parsed.diverged,
-        wall_time_s=run.wall_time_s,
+        wall_time_s=run.wall_s,
+        cpu_s=run.cpu_s,
         executor=run.executor,
         sandboxed=run.sandboxed,
         error=error,

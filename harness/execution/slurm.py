@@ -16,6 +16,7 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.execution.base import ExecResult, Executor, LineCallback, RunSpec
 from harness.execution.local import LocalExecutor
+from harness.execution.registry import register
 
 #: How often the harness looks at a job's log and state.
 POLL_S = 2.0
@@ -26,6 +27,7 @@ def _run_in_job(spec: RunSpec) -> ExecResult:
     return LocalExecutor().run(spec)
 
 
+@register
 class SlurmExecutor(Executor):
     name = "slurm"
     sandboxed = False

@@ -200,6 +200,8 @@ class NodeWorker:
         )
         self.emit(Event("node_running", "running", node=job.node_id))
         ran = self.executor.run(spec, on_line=lambda line: self._on_line(job.node_id, line))
+        for warning in ran.warnings:
+            self.emit(Event("warning", warning, node=job.node_id))
         parsed = parse_log_file(spec.log_path)
         job.result = judge(parsed, ran, s.task.target_val_loss, job.findings, s.clock)
         job.summary = summarize(job.result, parsed, s.task.target_val_loss)
