@@ -27,6 +27,7 @@ from harness.eval.measure import MeasureSpec, measure
 from harness.events import Event, EventSink, ignore
 from harness.execution import get_executor
 from harness.execution.base import Executor
+from harness.execution.gpus import DEFAULT_GPUS, GpuSpec, gpu_slots
 from harness.machine import MachineInfo, this_machine
 from harness.manifests.tracks import Record, Task, Track, get_task, load_track
 from harness.models import Usage, get_model
@@ -162,30 +163,15 @@ def write_run(run_dir: Path, info: RunInfo) -> None:
     tmp.replace(run_dir / RUN_JSON)
 
 
-#: Training processes when `--gpus` does not name a number: the benchmark's node has eight GPUs.
-#: Not the GPUs this machine happens to have, because the records fix their global batch as
-#: per-GPU batch x world size, so a different process count trains a different run.
-DEFAULT_GPUS = 8
 NPROC_PLACEHOLDER = "{nproc_per_node}"
 
 
 def gpu_count(gpus: str | None) -> int:
     """`--gpus` as a process count: unset or `all` -> 8, `N` -> N, `0,1,2,3` (or `device=...`) -> 4."""
-    value = (gpus or "").strip()
-    if value in ("", "all"):
-        return DEFAULT_GPUS
-    if value == "none":
+    if (gpus or "").strip() == "none":
         raise ConfigError("--gpus none leaves no GPU for the track's command; use all, a count or device ids")
-    if value.isdigit():
-        count = int(value)
-    else:
-        ids = value.removeprefix("device=").strip("\"'")
-        if not re.fullmatch(r"[\w-]+(,[\w-]+)*", ids):
-            raise ConfigError(f"cannot read --gpus {gpus!r}; use all, a count, or device ids like 0,1")
-        count = len(ids.split(","))
-    if count < 1:
-        raise ConfigError(f"--gpus {gpus!r} leaves no GPU for the track's command; use all, a count or ids")
-    return count
+    spec = GpuSpec.parse(gpus)
+    return spec.processes() if spec else DEFAULT_GPUS
 
 
 def track_command(track: Track, gpus: str | None, *, local: bool) -> list[str]:
@@ -217,9 +203,9 @@ def track_env(track: Track, data: TrackData, gpus: str | None, *, local: bool, *
     """`run_env`, plus CUDA_VISIBLE_DEVICES on the local executor when `--gpus` names device ids
     (a container sees only the requested devices; a local process would otherwise see all)."""
     env = run_env(track, data, **kw)
-    value = (gpus or "").strip().removeprefix("device=")
-    if local and value and value != "all" and not value.isdigit():
-        env["CUDA_VISIBLE_DEVICES"] = value
+    spec = GpuSpec.parse(gpus)
+    if local and spec is not None and (devices := spec.visible_devices()):
+        env["CUDA_VISIBLE_DEVICES"] = devices
     return env
 
 
@@ -270,13 +256,21 @@ class Evaluation:
             self.track, self.cfg.executor, self.cfg.executor_args, image=self.from_record.image, gpus=self.cfg.gpus
         )
 
+    def gpu_slots(self) -> list[str | None]:
+        """Each run slot's share of `--gpus` (Slurm gets counts and picks the devices itself)."""
+        by: Literal["ids", "count"] = "count" if self.cfg.executor == "slurm" else "ids"
+        return gpu_slots(self.cfg.gpus, self.cfg.max_parallel, by=by, available=len(this_machine().gpus) or None)
+
     def measure_spec(self, data: TrackData) -> MeasureSpec:
+        # Every slot's share is the same size, so one command (--nproc_per_node) fits all, and
+        # references are measured with the share a candidate gets.
+        share = self.gpu_slots()[0]
         return MeasureSpec(
-            command=track_command(self.track, self.cfg.gpus, local=self.cfg.executor == "local"),
+            command=track_command(self.track, share, local=self.cfg.executor == "local"),
             env=track_env(
                 self.track,
                 data,
-                self.cfg.gpus,
+                share,
                 local=self.cfg.executor == "local",
                 seed=self.cfg.seed,
                 target_val_loss=self.target,
@@ -284,7 +278,7 @@ class Evaluation:
             time_limit_s=self.time_limit_s,
             target_val_loss=self.target,
             data_dir=data.data_dir,
-            gpus=self.cfg.gpus,
+            gpus=share,
         )
 
     def plan(self) -> dict[str, Any]:
@@ -371,6 +365,7 @@ class Evaluation:
                     schedule=self.cfg.schedule,
                     seed=self.cfg.seed,
                     gpus=self.cfg.gpus,
+                    gpu_slots=self.gpu_slots(),
                     budget=Budget(self.cfg.max_cost_usd, self.cfg.max_tokens, spent(self.run_dir)),
                     analyze=self.cfg.analyze,
                 ),

@@ -12,6 +12,7 @@ from typing import IO
 
 from harness.execution.base import ExecResult, Executor, LineCallback, RunSpec
 from harness.execution.environment import candidate_env
+from harness.execution.gpus import GpuSpec
 
 #: A run that writes more than this is killed: a flooding script must not fill the disk.
 MAX_LOG_BYTES = 64 * 1024 * 1024
@@ -29,6 +30,9 @@ class LocalExecutor(Executor):
     def run(self, spec: RunSpec, on_line: LineCallback | None = None) -> ExecResult:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = candidate_env(spec.env)
+        gpus = GpuSpec.parse(spec.gpus)
+        if gpus is not None and (devices := gpus.visible_devices()):
+            env["CUDA_VISIBLE_DEVICES"] = devices  # a run slot's share of the GPUs
         start = time.monotonic()
         with open(spec.log_path, "wb") as log:
             try:

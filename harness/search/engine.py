@@ -17,6 +17,7 @@ done again, from its coding on, under the same id.
 
 from __future__ import annotations
 
+import queue
 import random
 import shutil
 import sys
@@ -71,6 +72,8 @@ class EngineConfig:
     schedule: Schedule = "async"
     seed: int = 0
     gpus: str | None = None
+    #: One `--gpus` value per run slot (disjoint shares of the GPUs); empty: every run gets `gpus`.
+    gpu_slots: list[str | None] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
     #: After each run, ask the model for a short analysis (saved and shown to child prompts).
     analyze: bool = False
@@ -146,6 +149,10 @@ class Engine:
         self._abandon = threading.Event()
         # Workers finish nodes while the scheduler reads the tree: one consistent view at a time.
         self._journal_lock = threading.Lock()
+        # Free run slots: a run holds one, and with it that slot's GPUs, from start to end.
+        self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for slot in range(config.max_parallel):
+            self._slots.put(slot)
         self.model.on_status = lambda msg: self.emit(Event("model_status", msg))
 
     # ---- the loop -------------------------------------------------------------------------
@@ -353,6 +360,7 @@ class Engine:
     def _run(self, job: _Job) -> _Job | Node:
         """Run the candidate and read its log; without analysis the node is finished here."""
         ndir = self.node_dir(job.node_id)
+        slot = self._slots.get()
         spec = RunSpec(
             command=self.cfg.command,
             workspace=ndir / "workspace",
@@ -360,11 +368,15 @@ class Engine:
             env=self.cfg.run_env,
             time_limit_s=self.cfg.time_limit_s,
             data_dir=self.cfg.data_dir,
-            gpus=self.cfg.gpus,
+            gpus=self.cfg.gpu_slots[slot] if self.cfg.gpu_slots else self.cfg.gpus,
+            slot=slot,
             label=f"{self.run_dir.name}/{job.node_id}",
         )
         self.emit(Event("node_running", "running", node=job.node_id))
-        ran = self.executor.run(spec, on_line=lambda line: self._on_line(job.node_id, line))
+        try:
+            ran = self.executor.run(spec, on_line=lambda line: self._on_line(job.node_id, line))
+        finally:
+            self._slots.put(slot)
         parsed = parse_log_file(spec.log_path)
         job.result = judge(parsed, ran, self.cfg.task.target_val_loss, [])
         if job.result.error is None and job.result.val_loss is None:
