@@ -100,6 +100,9 @@ class SlurmSettings(BaseModel):
     #: `speedrun eval --submit`: the harness's own job's time limit (minutes or `[D-]HH:MM:SS`).
     harness_time: int | str = 24 * 60
     harness_cpus: int = Field(default=2, ge=1)
+    #: Ask the cluster (one short job, then cached) which machine runs the jobs, for the
+    #: calibration's fingerprint. Dry runs turn it off: they submit nothing.
+    probe: bool = True
 
 
 def load_settings(path: Path) -> dict[str, Any]:
@@ -273,6 +276,20 @@ class _JobLimit:
         self.limit: int | None = None
         self.in_flight = 0
         self._cond = threading.Condition()
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Make every run that waits for a job (or for a slot) cancel it and raise KeyboardInterrupt."""
+        with self._cond:
+            self.stopping.set()
+            self._cond.notify_all()
+
+    def resume(self) -> None:
+        self.stopping.clear()
+
+    def check(self) -> None:
+        if self.stopping.is_set():
+            raise KeyboardInterrupt("the harness is stopping")
 
     def set(self, limit: int | None) -> None:
         with self._cond:
@@ -282,8 +299,9 @@ class _JobLimit:
     @contextlib.contextmanager
     def slot(self) -> Any:
         with self._cond:
-            while self.limit is not None and self.in_flight >= self.limit:
+            while self.limit is not None and self.in_flight >= self.limit and not self.stopping.is_set():
                 self._cond.wait()
+            self.check()
             self.in_flight += 1
         try:
             yield
@@ -368,7 +386,7 @@ class SlurmExecutor(Executor):
             "qos": s.qos,
             "gpus_per_node": self.gpus(spec),
             "cpus_per_task": s.cpus_per_task,
-            "mem": s.mem_gb,
+            "mem": _mem(s.mem_gb),
             "constraint": s.constraint,
             "exclude": s.exclude,
         }
@@ -382,16 +400,16 @@ class SlurmExecutor(Executor):
         return params
 
     def python(self) -> str:
-        return self.settings.python or shlex.quote(sys.executable)
+        # exec: Python becomes the batch shell, so the signal Slurm sends it (`--signal=B:USR2`,
+        # preemption) reaches submitit's handler instead of killing a bash that waits on it.
+        return "exec " + (self.settings.python or shlex.quote(sys.executable))
 
     def sbatch_script(self, spec: RunSpec) -> str:
         """The batch script submitit writes for the run, exactly (for `--dry-run`)."""
-        from submitit.slurm.slurm import _convert_mem, _make_sbatch_string
+        from submitit.slurm.slurm import _make_sbatch_string
 
         folder = self.folder(spec)
         params = self.parameters(spec)
-        if "mem" in params:
-            params["mem"] = _convert_mem(params["mem"])
         command = " ".join([self.python(), "-u -m submitit.core._submit", shlex.quote(str(folder))])
         return str(_make_sbatch_string(command=command, folder=folder, **params))
 
@@ -428,13 +446,17 @@ class SlurmExecutor(Executor):
     @property
     def calibration_key(self) -> str:
         """`slurm-<compute node's fingerprint>`: reference times are those of the nodes that run the jobs."""
-        return f"slurm-{self.machine().fingerprint}"
+        return f"slurm-{self.machine().fingerprint}" if self.settings.probe else "slurm-unprobed"
 
     def machine(self) -> MachineInfo:
         """The machine a job of these settings runs on, asked once by a short probe job (then cached)."""
         if self._machine is not None:
             return self._machine
         s = self.settings
+        if not s.probe:
+            from harness.machine import this_machine
+
+            return this_machine().model_copy(update={"hostname": "(compute node not probed)"})
         key = json.dumps([s.partition, s.account, s.qos, s.constraint, s.exclude, s.gpus_per_node, s.setup])
         cache = paths.cache_dir() / "slurm" / f"machine-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
         if cache.is_file():
@@ -451,7 +473,7 @@ class SlurmExecutor(Executor):
             label="probe",
         )
         executor = self._submitit(cache.parent / "probe-jobs", spec)
-        job = executor.submit(probe_machine, out)
+        job = _submit(executor, probe_machine, out)
         try:
             while not out.is_file():
                 state = self._state(job)
@@ -515,7 +537,7 @@ class SlurmExecutor(Executor):
         attempt = f"{len(record.jobs)}-{os.urandom(4).hex()}"
         outcome_path = folder / f"outcome-{attempt}.json"
         submitted = time.time()
-        job = self._submitit(folder, spec).submit(CandidateJob(), spec, outcome_path, attempt, self.wrap(spec))
+        job = _submit(self._submitit(folder, spec), CandidateJob(), spec, outcome_path, attempt, self.wrap(spec))
         entry = JobAttempt(job_id=str(job.job_id), attempt=attempt, submitted_at=submitted)
         record.jobs.append(entry)
         record.save(folder / "jobs.json")
@@ -538,6 +560,7 @@ class SlurmExecutor(Executor):
                 if ended:
                     outcome = _read_outcome(outcome_path, attempt)  # written just before the end
                     break
+                JOBS.check()
                 time.sleep(self.settings.poll_s)
             _follow(spec.log_path, seen, on_line)
         except BaseException:
@@ -551,6 +574,29 @@ class SlurmExecutor(Executor):
             entry.started_at, entry.hostname = outcome.started_at, outcome.hostname
         record.save(folder / "jobs.json")
         return outcome, state
+
+
+def _mem(gb: float | None) -> str | None:
+    """`--mem` in Slurm's units: whole gigabytes as `64GB`, else megabytes."""
+    if gb is None:
+        return None
+    return f"{int(gb)}GB" if gb == int(gb) else f"{int(gb * 1024)}MB"
+
+
+def _submit(executor: Any, fn: Any, *args: Any) -> Any:
+    """`executor.submit`, with sbatch's refusal (a wrong account, partition, QOS) as a user error."""
+    import subprocess
+
+    try:
+        return executor.submit(fn, *args)
+    except subprocess.CalledProcessError as exc:
+        detail = (exc.stderr or exc.output or b"").decode(errors="replace").strip().splitlines()
+        raise ConfigError(f"sbatch refused the job: {detail[-1] if detail else exc}") from None
+    except Exception as exc:
+        if type(exc).__name__ == "FailedJobError":  # submitit's wrapper of sbatch's failure
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            raise ConfigError(f"sbatch refused the job: {lines[-1] if lines else exc}") from None
+        raise
 
 
 def _read_outcome(path: Path, attempt: str) -> JobOutcome | None:
@@ -590,3 +636,81 @@ def _follow(path: Path, offset: int, on_line: LineCallback | None) -> int:
     for line in chunk[:end].splitlines():
         on_line(line.decode("utf-8", errors="replace"))
     return offset + end
+
+
+# ---- the whole evaluation as a job -------------------------------------------------------------
+
+
+class SubmittedEval(BaseModel):
+    """`eval --submit`'s record, so that a second submission of the same command is noticed."""
+
+    schema_version: int = 1
+    job_id: str
+    argv: list[str]
+    submitted_at: float
+    log: Path
+
+
+def submit_eval(argv: list[str], options: dict[str, Any], results_dir: Path) -> SubmittedEval:
+    """Submit `speedrun <argv>` as a job; refuse while an earlier submission of it is still queued or running.
+
+    The job exports the harness's environment (the model's API keys among it): it is the harness.
+    The candidate jobs it submits in turn export only the allow-listed variables.
+    """
+    settings = settings_from(options)
+    digest = hashlib.sha256(json.dumps(argv).encode()).hexdigest()[:12]
+    folder = (results_dir / ".slurm" / f"eval-{digest}").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    record_path = folder / "submitted.json"
+    if record_path.is_file():
+        with contextlib.suppress(ValueError):
+            old = SubmittedEval.model_validate_json(record_path.read_text())
+            state = _job_state(old.job_id)
+            if state in ACTIVE - {"UNKNOWN"}:
+                raise ConfigError(
+                    f"this evaluation is already submitted as Slurm job {old.job_id} ({state}); "
+                    f"its output: {old.log}; `scancel {old.job_id}` stops it (a later --submit resumes)"
+                )
+    import submitit
+
+    try:
+        executor = submitit.SlurmExecutor(folder=folder, python=settings.python or shlex.quote(sys.executable))
+    except RuntimeError as exc:
+        raise ConfigError(f"--submit needs Slurm's commands here: {exc}") from None
+    params: dict[str, Any] = {
+        "job_name": "speedrun-eval",
+        "time": settings.harness_time,
+        "nodes": 1,
+        "ntasks_per_node": 1,
+        "cpus_per_task": settings.harness_cpus,
+        "use_srun": False,
+        "stderr_to_stdout": True,
+    }
+    params.update({k: v for k, v in {"partition": settings.partition, "account": settings.account}.items() if v})
+    if settings.qos:
+        params["qos"] = settings.qos
+    if settings.setup:
+        params["setup"] = list(settings.setup)
+    params["additional_parameters"] = {"requeue": True, "signal": "B:USR2@90", **sbatch_options(settings.sbatch)}
+    params["additional_parameters"].pop("gpus_per_node", None)
+    executor.update_parameters(**params)
+    job = _submit(executor, run_harness, argv)
+    record = SubmittedEval(
+        job_id=str(job.job_id), argv=argv, submitted_at=time.time(), log=folder / f"{job.job_id}_0_log.out"
+    )
+    record_path.write_text(record.model_dump_json(indent=2))
+    return record
+
+
+def _job_state(job_id: str) -> str:
+    """A job's state from sacct (UNKNOWN where sacct does not know it)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "UNKNOWN"
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    return lines[-1].split()[0].upper() if lines else "UNKNOWN"
