@@ -181,7 +181,6 @@ chmod 600 "$ROOT/slurmdbd.conf"
 # Slurm's OCI containers (`--container BUNDLE`) through runc, as root (no user namespace).
 cat >"$ROOT/oci.conf" <<EOF
 ContainerPath=$ROOT/oci/%j.%s.%t
-CreateEnvFile=newline
 RunTimeQuery="runc --root=$ROOT/oci/runc state %n.%u.%j.%s.%t"
 RunTimeCreate="runc --root=$ROOT/oci/runc create %n.%u.%j.%s.%t -b %b"
 RunTimeStart="runc --root=$ROOT/oci/runc start %n.%u.%j.%s.%t"

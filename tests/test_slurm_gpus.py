@@ -19,8 +19,10 @@ from harness.execution.local import LocalExecutor
 
 @pytest.mark.parametrize(
     ("value", "count", "ids", "processes"),
-    [("all", None, (), 8), ("8", 8, (), 8), ("2", 2, (), 2), ("0,1,2,3", None, ("0", "1", "2", "3"), 4)]
-    + [("device=1,3", None, ("1", "3"), 2), ("GPU-ab12", None, ("GPU-ab12",), 1)],
+    [
+        *[("all", None, (), 8), ("8", 8, (), 8), ("2", 2, (), 2), ("0,1,2,3", None, ("0", "1", "2", "3"), 4)],
+        *[("device=1,3", None, ("1", "3"), 2), ("GPU-ab12", None, ("GPU-ab12",), 1)],
+    ],
 )
 def test_parse(value: str, count: int | None, ids: tuple[str, ...], processes: int) -> None:
     spec = GpuSpec.parse(value)
