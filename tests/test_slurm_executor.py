@@ -7,6 +7,7 @@ one-node one with eight fake GPUs), never submitit's local stand-in; without one
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -289,6 +290,8 @@ def test_scancel_mid_run_redoes_the_node_once(slurm: Cluster, toy_home: Path, tm
     assert info.score.reference.source == "calibrated"  # reference times measured through the same jobs
 
 
+@pytest.mark.slow  # about 6 minutes on 2 cores: two calibration runs, two nodes at once, a confirmation pair
+@pytest.mark.timeout(1800)
 def test_mini_eval_through_slurm_two_slots_is_scored_like_a_local_one(
     slurm: Cluster, tmp_path: Path, mini_data_dir: Path
 ) -> None:
@@ -367,7 +370,7 @@ def test_submit_runs_the_evaluation_as_a_job_and_resumes(slurm: Cluster, toy_hom
     cmd += ["harness_cpus=1", "--calibration-runs", "1", "--confirm-runs", "0", "--results-dir", str(results)]
     first = subprocess.run([*cmd, "--submit"], capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr + first.stdout
-    job_id = first.stdout.split("Slurm job")[1].split()[0]
+    job_id = re.search(r"Slurm job (\d+)", first.stdout).group(1)  # type: ignore[union-attr]
     again = subprocess.run([*cmd, "--submit"], capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and f"already submitted as Slurm job {job_id}" in " ".join(again.stderr.split())
     assert _poll_until_ended(job_id) == "COMPLETED"
@@ -376,6 +379,6 @@ def test_submit_runs_the_evaluation_as_a_job_and_resumes(slurm: Cluster, toy_hom
     started = (run_dir / "journal.jsonl").read_text().count('"started"')
     resumed = subprocess.run([*cmd, "--submit"], capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
-    second = resumed.stdout.split("Slurm job")[1].split()[0]
+    second = re.search(r"Slurm job (\d+)", resumed.stdout).group(1)  # type: ignore[union-attr]
     assert second != job_id and _poll_until_ended(second) == "COMPLETED"
     assert (run_dir / "journal.jsonl").read_text().count('"started"') == started  # nothing redone
