@@ -178,12 +178,12 @@ StoragePass=slurm
 StorageLoc=slurm_acct_db
 EOF
 chmod 600 "$ROOT/slurmdbd.conf"
-# Slurm's OCI containers (`--container BUNDLE`) through runc, as root (no user namespace).
+# Slurm's OCI containers (`--container BUNDLE`) through runc, as root. Slurm 22.05 hangs on
+# runc's create/start pair; `runc run` does both in one call.
 cat >"$ROOT/oci.conf" <<EOF
 ContainerPath=$ROOT/oci/%j.%s.%t
 RunTimeQuery="runc --root=$ROOT/oci/runc state %n.%u.%j.%s.%t"
-RunTimeCreate="runc --root=$ROOT/oci/runc create %n.%u.%j.%s.%t -b %b"
-RunTimeStart="runc --root=$ROOT/oci/runc start %n.%u.%j.%s.%t"
+RunTimeRun="runc --root=$ROOT/oci/runc run %n.%u.%j.%s.%t -b %b"
 RunTimeKill="runc --root=$ROOT/oci/runc kill -a %n.%u.%j.%s.%t"
 RunTimeDelete="runc --root=$ROOT/oci/runc delete --force %n.%u.%j.%s.%t"
 EOF

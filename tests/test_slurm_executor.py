@@ -115,7 +115,8 @@ def test_export_list_never_names_a_secret() -> None:
 def test_containers_wrap_the_candidate_in_a_step(tmp_path: Path) -> None:
     spec = _spec(tmp_path, "print(1)", data_dir=tmp_path)
     oci = SlurmExecutor(container="/bundles/mini").describe(spec)["in_job_command"]
-    assert oci[:3] == ["srun", "--ntasks=1", "--container=/bundles/mini"] and oci[-1] == "train.py"
+    assert oci[:4] == ["srun", "--ntasks=1", "--export=ALL", "--container=/bundles/mini"]
+    assert oci[-1] == "train.py"
     pyxis = SlurmExecutor(container_image="docker://speedrun-mini").describe(spec)["in_job_command"]
     assert "--container-image=docker://speedrun-mini" in pyxis
     mounts = next(a for a in pyxis if a.startswith("--container-mounts="))
@@ -382,3 +383,47 @@ def test_submit_runs_the_evaluation_as_a_job_and_resumes(slurm: Cluster, toy_hom
     second = re.search(r"Slurm job (\d+)", resumed.stdout).group(1)  # type: ignore[union-attr]
     assert second != job_id and _poll_until_ended(second) == "COMPLETED"
     assert (run_dir / "journal.jsonl").read_text().count('"started"') == started  # nothing redone
+
+
+def _host_bundle(root: Path, writable: Path) -> Path:
+    """An OCI bundle whose root is empty but for the host's system directories, read-only, and
+    `writable` (where the workspace and log lie) read-write: a real container without an image."""
+    bundle = root / "bundle"
+    (bundle / "rootfs").mkdir(parents=True)
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"] = {"path": "rootfs", "readonly": True}
+    config["process"]["terminal"] = False
+    binds = [Path(p) for p in ("/usr", "/lib", "/lib64", "/bin", "/etc") if Path(p).exists()]
+    for path in [*binds, Path(sys.base_prefix), writable]:
+        (bundle / "rootfs" / path.relative_to("/")).mkdir(parents=True, exist_ok=True)
+        options = ["rbind", "rw" if path == writable else "ro"]
+        config["mounts"].append({"destination": str(path), "type": "bind", "source": str(path), "options": options})
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
+
+
+def test_candidate_runs_in_slurms_oci_container(slurm: Cluster, tmp_path: Path) -> None:
+    """Slurm's own `--container` (oci.conf + runc): the candidate sees the bundle's filesystem, not the node's."""
+    import shutil
+
+    if shutil.which("runc") is None or not Path("/etc/slurm/oci.conf").exists():
+        pytest.skip("SLURM OCI TEST SKIPPED: no runc or no oci.conf on this node; run `bash .ci/slurm.sh`")
+    work = tmp_path / "work"
+    work.mkdir()
+    spec = _spec(
+        work,
+        """\
+        import os
+        print('root:' + ','.join(sorted(os.listdir('/'))))
+        print('cwd:' + os.getcwd() + ' seed:' + os.environ.get('SPEEDRUN_SEED', '-'))
+        print('step:1/1 val_loss:1.0000 train_time:5ms step_avg:5.00ms')
+        """,
+        env={"SPEEDRUN_SEED": "7"},
+    )
+    res = SlurmExecutor(container=str(_host_bundle(tmp_path, work)), poll_s=0.5).run(spec)
+    log = spec.log_path.read_text()
+    assert res.ok, log
+    root = set(log.split("root:")[1].split()[0].split(","))
+    assert "home" not in root and "var" not in root and "usr" in root  # the bundle's root, not the node's
+    assert f"cwd:{spec.workspace.resolve()} seed:7" in log

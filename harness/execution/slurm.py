@@ -417,7 +417,10 @@ class SlurmExecutor(Executor):
         """What the candidate's command runs behind inside the job: nothing, or a container step."""
         s = self.settings
         if s.container:
-            return ["srun", "--ntasks=1", f"--container={s.container}"]
+            # srun's environment is the candidate's (already allow-listed): pass it all in. The
+            # OCI bundle sets the working directory, so the step moves to the workspace itself.
+            step = ["srun", "--ntasks=1", "--export=ALL", f"--container={s.container}"]
+            return [*step, "/bin/sh", "-c", 'cd "$0" && exec "$@"', str(spec.workspace.resolve())]
         if s.container_image:
             mounts = [f"{spec.workspace.resolve()}:{spec.workspace.resolve()}"]
             if spec.data_dir is not None:
@@ -426,6 +429,7 @@ class SlurmExecutor(Executor):
             return [
                 "srun",
                 "--ntasks=1",
+                "--export=ALL",
                 f"--container-image={s.container_image}",
                 f"--container-mounts={','.join(mounts)}",
                 f"--container-workdir={spec.workspace.resolve()}",
