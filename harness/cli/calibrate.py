@@ -19,11 +19,12 @@ def calibrate_cmd(
     track: Annotated[str, typer.Option(help="Track to calibrate.")] = "mini",
     runs: Annotated[int, typer.Option(help="Runs per record (interleaved).")] = 3,
     records: Annotated[str | None, typer.Option(help="Comma-separated record ids (default: all).")] = None,
-    executor: Annotated[str, typer.Option(help="local or docker.")] = "local",
+    executor: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
     executor_arg: Annotated[
         list[str] | None,
         typer.Option(help="Executor setting key=value, as for `speedrun eval` (docker: cpuset=0 pins the runs)."),
     ] = None,
+    executor_config: Annotated[Path | None, typer.Option(help="TOML file of executor settings, as for eval.")] = None,
     target_val_loss: Annotated[float | None, typer.Option(help="Override the target (smoke tests).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Prepared data (default: the cache).")] = None,
     gpus: Annotated[str | None, typer.Option(help="GPUs for a run.")] = None,
@@ -32,6 +33,7 @@ def calibrate_cmd(
     """Re-measure record times on this machine (the references that FSR compares against)."""
     from rich.progress import Progress
 
+    from harness.cli.eval import executor_options
     from harness.data.tracks import ensure_data
     from harness.eval.calibration import calibrate, calibration_path, load_calibration
     from harness.eval.measure import MeasureSpec
@@ -49,7 +51,7 @@ def calibrate_cmd(
                 raise SpeedrunError(f"unknown record(s) {', '.join(missing)}; known: {', '.join(r.id for r in recs)}")
             recs = [by_key[w] for w in wanted]
         target = target_val_loss if target_val_loss is not None else tr.target_val_loss
-        xargs = parse_kv(executor_arg or [], "--executor-arg")
+        xargs = executor_options(executor, executor_config, parse_kv(executor_arg or [], "--executor-arg"))
         data = ensure_data(tr, data_dir, progress=lambda m: err_console.print(f"[dim]{m}[/dim]"))
         local = executor == "local"
         spec = MeasureSpec(

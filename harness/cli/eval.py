@@ -35,8 +35,19 @@ def eval_cmd(
     executor_arg: Annotated[
         list[str] | None, typer.Option(help="Executor setting key=value (docker: memory=8g; slurm: partition=gpu).")
     ] = None,
-    gpus: Annotated[str | None, typer.Option(help="GPUs for a run: all, N or 0,1,…")] = None,
-    max_parallel: Annotated[int, typer.Option(help="Runs at once.")] = 1,
+    executor_config: Annotated[
+        Path | None, typer.Option(help="TOML file of executor settings (a [slurm] table: partition, account, …).")
+    ] = None,
+    gpus: Annotated[
+        str | None, typer.Option(help="GPUs: all, N or 0,1,…; --max-parallel runs split them into equal shares.")
+    ] = None,
+    max_parallel: Annotated[int, typer.Option(help="Runs at once (per task).")] = 1,
+    max_jobs: Annotated[
+        int | None, typer.Option(help="slurm: jobs in flight across all tasks; the tasks' searches run at once.")
+    ] = None,
+    submit: Annotated[
+        bool, typer.Option("--submit", help="slurm: run this whole evaluation as a Slurm job (re-run to resume).")
+    ] = False,
     schedule: Annotated[str, typer.Option(help="async (refill slots) or paper (batch barrier).")] = "async",
     results_dir: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
     data_dir: Annotated[Path | None, typer.Option(help="Prepared data (default: the cache).")] = None,
@@ -80,7 +91,13 @@ def eval_cmd(
         if max_connections:
             margs["max_connections"] = max_connections
         sargs = parse_kv(scaffold_arg or [], "--scaffold-arg")
-        xargs = parse_kv(executor_arg or [], "--executor-arg")
+        xargs = executor_options(executor, executor_config, parse_kv(executor_arg or [], "--executor-arg"))
+        if (max_jobs is not None or submit) and executor != "slurm":
+            raise SpeedrunError("--max-jobs and --submit are for --executor slurm")
+        if max_jobs is not None:
+            xargs["max_jobs"] = max_jobs
+        if dry_run and executor == "slurm":
+            xargs["probe"] = False  # a dry run submits nothing, not even the probe of the compute node
         if nodes is not None:
             sargs["nodes"] = nodes
         elif model in DETERMINISTIC and "nodes" not in sargs:
@@ -114,8 +131,14 @@ def eval_cmd(
         gpus=gpus,
         analyze=analyze,
     )
+    if submit and not dry_run:
+        _submit(xargs, results_dir)
+        return
     if cumulative and not dry_run:
         _eval_chain(base, task_ids)
+        return
+    if max_jobs is not None and len(task_ids) > 1 and not dry_run:
+        _eval_sweep(base, task_ids)
         return
     scores = []
     for tid in task_ids:
@@ -151,6 +174,69 @@ def eval_cmd(
         mean, lo, hi = mean_ci(scores)
         console.print(f"[bold]mean FSR {mean:.3f}[/bold] (95% CI {lo:.3f} – {hi:.3f}) over {len(scores)} tasks")
     console.print(f"[dim]leaderboard: {path}[/dim]")
+
+
+def executor_options(executor: str, config: Path | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """Executor settings: the config file's (its `[<executor>]` table, or its top level), then the flags'."""
+    if config is None:
+        return flags
+    from harness.execution.slurm import load_settings
+
+    data = load_settings(config)
+    table = data.get(executor)
+    options = dict(table) if isinstance(table, dict) else {k: v for k, v in data.items() if not isinstance(v, dict)}
+    return {**options, **flags}
+
+
+def _submit(xargs: dict[str, Any], results_dir: Path) -> None:
+    """`eval --submit`: the same command, less --submit, as a Slurm job."""
+    import sys
+
+    from harness.execution.slurm import submit_eval
+
+    argv = [a for a in sys.argv[1:] if a != "--submit"]
+    try:
+        job = submit_eval(argv, xargs, results_dir)
+    except SpeedrunError as exc:
+        fail(exc)
+    console.print(f"submitted the evaluation as Slurm job [bold]{job.job_id}[/bold]; its output: {job.log}")
+    console.print("[dim]re-run the same command (with --submit) to resume it after a stop or a preemption[/dim]")
+
+
+def _eval_sweep(base: Any, task_ids: list[str]) -> None:
+    """`--max-jobs` with several tasks: their searches at once, sharing the job limit."""
+    from harness.cli.render import EventRenderer
+    from harness.eval.sweep import run_sweep
+    from harness.leaderboard import write_leaderboard
+    from harness.scoring import mean_ci
+
+    cfgs = [base.model_copy(update={"task": tid}) for tid in task_ids]
+    console.rule(f"{len(cfgs)} tasks at once · {base.model} · {base.scaffold} · hints {base.hints}")
+    errors: list[str] = []
+
+    def done(cfg: Any, result: Any) -> None:
+        if isinstance(result, Exception):
+            errors.append(f"{cfg.task}: {result}")
+            err_console.print(f"[bold red]{cfg.task} failed:[/bold red] {result}", highlight=False)
+        elif result.score is not None:
+            _print_score(cfg.task, result)
+
+    try:
+        with EventRenderer(console) as render:
+            results = run_sweep(cfgs, on_event=render, on_done=done)
+    except SpeedrunError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted; re-run the same command to resume[/yellow]")
+        raise typer.Exit(130) from None
+    _, path = write_leaderboard(base.results_dir)
+    scores = [r.score.fsr for r in results.values() if not isinstance(r, Exception) and r.score is not None]
+    if len(scores) > 1:
+        mean, lo, hi = mean_ci(scores)
+        console.print(f"[bold]mean FSR {mean:.3f}[/bold] (95% CI {lo:.3f} – {hi:.3f}) over {len(scores)} tasks")
+    console.print(f"[dim]leaderboard: {path}[/dim]")
+    if errors:
+        raise typer.Exit(2)
 
 
 def _print_score(tid: str, info: Any) -> None:

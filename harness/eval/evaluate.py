@@ -11,7 +11,7 @@ a run), `log` (run.json), `setup` (the track's command, environment and executor
 from __future__ import annotations
 
 import platform
-from typing import Any
+from typing import Any, Literal
 
 import harness
 from harness.coder.prompts import hints_for, parse_hint_levels
@@ -27,6 +27,7 @@ from harness.eval.score import score_task
 from harness.eval.setup import track_command, track_env, track_executor
 from harness.events import Event, EventSink, ignore
 from harness.execution.base import Executor
+from harness.execution.gpus import gpu_slots
 from harness.machine import this_machine
 from harness.manifests.integrity import require_fetched
 from harness.manifests.tracks import Task, Track, get_task, load_track
@@ -84,13 +85,21 @@ class Evaluation:
             self.track, self.cfg.executor, self.cfg.executor_args, image=self.from_record.image, gpus=self.cfg.gpus
         )
 
+    def gpu_slots(self) -> list[str | None]:
+        """Each run slot's share of `--gpus` (Slurm gets counts and picks the devices itself)."""
+        by: Literal["ids", "count"] = "count" if self.cfg.executor == "slurm" else "ids"
+        return gpu_slots(self.cfg.gpus, self.cfg.max_parallel, by=by, available=len(this_machine().gpus) or None)
+
     def measure_spec(self, data: TrackData) -> MeasureSpec:
+        # Every slot's share is the same size, so one command (--nproc_per_node) fits all, and
+        # references are measured with the share a candidate gets.
+        share = self.gpu_slots()[0]
         return MeasureSpec(
-            command=track_command(self.track, self.cfg.gpus, local=self.cfg.executor == "local"),
+            command=track_command(self.track, share, local=self.cfg.executor == "local"),
             env=track_env(
                 self.track,
                 data,
-                self.cfg.gpus,
+                share,
                 local=self.cfg.executor == "local",
                 seed=self.cfg.seed,
                 target_val_loss=self.target,
@@ -98,7 +107,7 @@ class Evaluation:
             time_limit_s=self.time_limit_s,
             target_val_loss=self.target,
             data_dir=data.data_dir,
-            gpus=self.cfg.gpus,
+            gpus=share,
         )
 
     def plan(self) -> dict[str, Any]:
@@ -173,6 +182,7 @@ class Evaluation:
                     schedule=self.cfg.schedule,
                     seed=self.cfg.seed,
                     gpus=self.cfg.gpus,
+                    gpu_slots=self.gpu_slots(),
                     budget=Budget(self.cfg.max_cost_usd, self.cfg.max_tokens, spent(self.run_dir)),
                     analyze=self.cfg.analyze,
                     baseline_code=self.from_record.code(),

@@ -4,7 +4,6 @@ calibration and the confirmation runs."""
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import Any
 
@@ -13,32 +12,18 @@ from harness.data.tracks import run_env
 from harness.errors import ConfigError
 from harness.execution import get_executor
 from harness.execution.base import Executor
+from harness.execution.gpus import DEFAULT_GPUS, GpuSpec
 from harness.manifests.tracks import Track
 
-#: Training processes when `--gpus` does not name a number: the benchmark's node has eight GPUs.
-#: Not the GPUs this machine happens to have, because the records fix their global batch as
-#: per-GPU batch x world size, so a different process count trains a different run.
-DEFAULT_GPUS = 8
 NPROC_PLACEHOLDER = "{nproc_per_node}"
 
 
 def gpu_count(gpus: str | None) -> int:
     """`--gpus` as a process count: unset or `all` -> 8, `N` -> N, `0,1,2,3` (or `device=...`) -> 4."""
-    value = (gpus or "").strip()
-    if value in ("", "all"):
-        return DEFAULT_GPUS
-    if value == "none":
+    if (gpus or "").strip() == "none":
         raise ConfigError("--gpus none leaves no GPU for the track's command; use all, a count or device ids")
-    if value.isdigit():
-        count = int(value)
-    else:
-        ids = value.removeprefix("device=").strip("\"'")
-        if not re.fullmatch(r"[\w-]+(,[\w-]+)*", ids):
-            raise ConfigError(f"cannot read --gpus {gpus!r}; use all, a count, or device ids like 0,1")
-        count = len(ids.split(","))
-    if count < 1:
-        raise ConfigError(f"--gpus {gpus!r} leaves no GPU for the track's command; use all, a count or ids")
-    return count
+    spec = GpuSpec.parse(gpus)
+    return spec.processes() if spec else DEFAULT_GPUS
 
 
 def track_command(track: Track, gpus: str | None, *, local: bool) -> list[str]:
@@ -70,9 +55,9 @@ def track_env(track: Track, data: TrackData, gpus: str | None, *, local: bool, *
     """`run_env`, plus CUDA_VISIBLE_DEVICES on the local executor when `--gpus` names device ids
     (a container sees only the requested devices; a local process would otherwise see all)."""
     env = run_env(track, data, **kw)
-    value = (gpus or "").strip().removeprefix("device=")
-    if local and value and value != "all" and not value.isdigit():
-        env["CUDA_VISIBLE_DEVICES"] = value
+    spec = GpuSpec.parse(gpus)
+    if local and spec is not None and (devices := spec.visible_devices()):
+        env["CUDA_VISIBLE_DEVICES"] = devices
     return env
 
 

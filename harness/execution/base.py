@@ -38,7 +38,10 @@ class RunSpec(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     time_limit_s: float = Field(gt=0)
     data_dir: Path | None = None
+    #: This run's GPUs in `--gpus` spelling: with several run slots, the slot's share only.
     gpus: str | None = None
+    #: Which of the concurrent run slots the run holds (0 .. max_parallel-1), where that is known.
+    slot: int | None = None
     label: str = ""
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.execution.base import MAX_LOG_BYTES, ExecResult, Executor, LineCallback, LogSink, RunSpec
 from harness.execution.environment import THREAD_VARS, candidate_env
+from harness.execution.gpus import GpuSpec
 from harness.execution.registry import register
 
 #: Where the run sees its workspace and its data.
@@ -336,20 +337,8 @@ def prune_containers(client: Any, label: str | None = None) -> int:
 
 def device_requests(gpus: str | None) -> list[dict[str, Any]]:
     """`--gpus` as device requests: `all`, a count (`2`), or ids (`device=0,1`, `0,1`)."""
-    if gpus is None or gpus.strip() in ("", "none"):
-        return []
-    value = gpus.strip()
-    request: dict[str, Any] = {"driver": "nvidia", "capabilities": [["gpu"]]}
-    if value == "all":
-        request["count"] = -1
-    elif value.isdigit():
-        request["count"] = int(value)
-    else:
-        ids = value.removeprefix("device=").strip("\"'")
-        if not re.fullmatch(r"[\w-]+(,[\w-]+)*", ids):
-            raise ConfigError(f"cannot read --gpus {gpus!r}; use all, a count, or device ids like 0,1")
-        request["device_ids"] = ids.split(",")
-    return [request]
+    spec = GpuSpec.parse(gpus)
+    return spec.device_requests() if spec is not None else []
 
 
 def make_writable_for(workspace: Path, user: str) -> None:

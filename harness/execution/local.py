@@ -11,6 +11,7 @@ import time
 
 from harness.execution.base import MAX_LOG_BYTES, ExecResult, Executor, LineCallback, LogSink, RunSpec
 from harness.execution.environment import candidate_env
+from harness.execution.gpus import GpuSpec
 from harness.execution.registry import register
 
 #: After SIGTERM, how long a process group gets to exit before SIGKILL.
@@ -30,6 +31,9 @@ class LocalExecutor(Executor):
     def run(self, spec: RunSpec, on_line: LineCallback | None = None) -> ExecResult:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = candidate_env(spec.env)
+        gpus = GpuSpec.parse(spec.gpus)
+        if gpus is not None and (devices := gpus.visible_devices()):
+            env["CUDA_VISIBLE_DEVICES"] = devices  # a run slot's share of the GPUs
         with open(spec.log_path, "wb") as log:
             start = time.monotonic()
             try:

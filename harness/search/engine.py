@@ -113,6 +113,7 @@ class Engine:
             before_call=self._before_call,
             on_stop=self._stop,
             on_event=on_event,
+            slots=config.max_parallel,
         )
 
     # ---- the loop -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ harness reads back from it only the log the executor captured.
 
 from __future__ import annotations
 
+import queue
 import shutil
 import threading
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from harness.coder.prompts import analysis_messages, bounded, log_tail, summariz
 from harness.coder.transcript import recorded_call
 from harness.errors import BudgetExceeded
 from harness.events import Event, EventSink
-from harness.execution.base import Executor, RunSpec
+from harness.execution.base import ExecResult, Executor, RunSpec
 from harness.fsutil import write_text_atomic
 from harness.logparse import parse_log_file
 from harness.manifests.tracks import Task
@@ -54,6 +55,8 @@ class NodeSetup:
     hint_levels: list[str]
     data_dir: Path | None = None
     gpus: str | None = None
+    #: One `--gpus` value per run slot (disjoint shares of the GPUs); empty: every run gets `gpus`.
+    gpu_slots: list[str | None] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
     analyze: bool = False
     #: Record i's script: the auditor does not hold against a candidate what the record does too.
@@ -107,8 +110,13 @@ class NodeWorker:
         before_call: Callable[[], None],
         on_stop: Callable[[str], None],
         on_event: EventSink,
+        slots: int = 1,
     ) -> None:
         self.setup = setup
+        # Free run slots: a run holds one, and with it that slot's GPUs, from start to end.
+        self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for slot in range(slots):
+            self._slots.put(slot)
         self.model = model
         self.executor = executor
         self.run_dir = run_dir
@@ -188,18 +196,11 @@ class NodeWorker:
         s = self.setup
         ndir = self.node_dir(job.node_id)
         write_files(ndir / WORKSPACE_DIR, job.files)
-        spec = RunSpec(
-            command=s.command,
-            workspace=ndir / WORKSPACE_DIR,
-            log_path=ndir / "run.log",
-            env=s.run_env,
-            time_limit_s=s.time_limit_s,
-            data_dir=s.data_dir,
-            gpus=s.gpus,
-            label=f"{self.run_dir.name}/{job.node_id}",
-        )
-        self.emit(Event("node_running", "running", node=job.node_id))
-        ran = self.executor.run(spec, on_line=lambda line: self._on_line(job.node_id, line))
+        slot = self._slots.get()
+        try:
+            ran, spec = self._execute(job, slot)
+        finally:
+            self._slots.put(slot)
         for warning in ran.warnings:
             self.emit(Event("warning", warning, node=job.node_id))
         parsed = parse_log_file(spec.log_path)
@@ -208,6 +209,23 @@ class NodeWorker:
         if s.analyze:
             return job
         return self.finish_run(job)
+
+    def _execute(self, job: Job, slot: int) -> tuple[ExecResult, RunSpec]:
+        s = self.setup
+        ndir = self.node_dir(job.node_id)
+        spec = RunSpec(
+            command=s.command,
+            workspace=ndir / WORKSPACE_DIR,
+            log_path=ndir / "run.log",
+            env=s.run_env,
+            time_limit_s=s.time_limit_s,
+            data_dir=s.data_dir,
+            gpus=s.gpu_slots[slot] if s.gpu_slots else s.gpus,
+            slot=slot,
+            label=f"{self.run_dir.name}/{job.node_id}",
+        )
+        self.emit(Event("node_running", "running", node=job.node_id))
+        return self.executor.run(spec, on_line=lambda line: self._on_line(job.node_id, line)), spec
 
     def analyze(self, job: Job) -> Node:
         """One extra model call that reads the run and writes a short analysis for child prompts."""
