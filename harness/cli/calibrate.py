@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from harness.cli._common import console, err_console, fail, parse_kv
+from harness.data.tracks import run_threads
 from harness.errors import SpeedrunError
 
 # ---- calibrate -------------------------------------------------------------------------------------
@@ -61,6 +62,7 @@ def calibrate_cmd(
             target_val_loss=target,
             data_dir=data.data_dir,
             gpus=gpus,
+            threads=run_threads(tr),
         )
         # Records of different PyTorch eras run in different images: one interleaved series per image.
         groups: dict[str | None, list[Record]] = {}

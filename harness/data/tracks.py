@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from harness.data.fineweb import fineweb_data
 from harness.data.mini import prepare_mini
 from harness.data.shards import TrackData
 from harness.errors import ConfigError
+from harness.execution.environment import THREAD_VARS
 from harness.manifests.tracks import Track
 
 
@@ -29,14 +31,24 @@ def ensure_data(track: Track, data_dir: Path | None = None, progress: Callable[[
 
 def run_env(track: Track, data: TrackData, *, seed: int, target_val_loss: float) -> dict[str, str]:
     """The documented variables a training script gets, and nothing else of the harness's."""
+    threads = run_threads(track)
     return {
         **track.env,
+        **({var: str(threads) for var in THREAD_VARS} if threads else {}),
         "NANOGPT_TRAIN_FILES": data.train_glob,
         "NANOGPT_VAL_FILES": data.val_glob,
         "NANOGPT_VAL_TOKENS": str(track.val_tokens),
         "SPEEDRUN_SEED": str(seed),
         "SPEEDRUN_TARGET_VAL_LOSS": repr(target_val_loss),
     }
+
+
+def run_threads(track: Track) -> int | None:
+    """The thread count of a run: the user's OMP_NUM_THREADS, else the track's default."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return track.threads
 
 
 def planned_data(track: Track, data_dir: Path | None = None) -> TrackData:

@@ -8,7 +8,6 @@ a round alike, so the ratio of two records within a round is steadier than eithe
 from __future__ import annotations
 
 import hashlib
-import os
 import statistics
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -17,14 +16,19 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from harness import paths
-from harness.errors import SpeedrunError
-from harness.eval.measure import MeasureSpec, measure
+from harness.data.tracks import run_threads
+from harness.errors import MachineBusy, SpeedrunError
+from harness.eval.measure import BUSY_ADVICE, MeasureSpec, measure_steady
 from harness.events import Event, EventSink, ignore
 from harness.execution.base import Executor
 from harness.fsutil import locked, write_text_atomic
 from harness.machine import MachineInfo, this_machine
 from harness.manifests.tracks import Record, Track
 from harness.scoring import paired_ratios
+
+#: The slowest of a record's calibration runs may take this many times the fastest: quiet 2-core
+#: machines scatter identical runs by about ±12% (1.27x), busy ones by 5-20x.
+MAX_SPREAD = 1.35
 
 
 class RecordTiming(BaseModel):
@@ -41,6 +45,11 @@ class RecordTiming(BaseModel):
     @property
     def median_ms(self) -> float:
         return statistics.median(self.times_ms)
+
+    @property
+    def settled(self) -> bool:
+        """Measured, and its runs agree within `MAX_SPREAD` (a busy machine scatters them)."""
+        return bool(self.times_ms) and max(self.times_ms) <= MAX_SPREAD * min(self.times_ms)
 
     @property
     def median_untimed_s(self) -> float | None:
@@ -63,7 +72,7 @@ class Calibration(BaseModel):
 
     def has(self, record: Record) -> bool:
         got = self.records.get(record.id)
-        return got is not None and bool(got.times_ms) and got.code_sha256 == code_sha256(record)
+        return got is not None and got.settled and got.code_sha256 == code_sha256(record)
 
     def ratio(self, numerator: str, denominator: str) -> float:
         """Median of the paired (same-round) ratios of two records' times."""
@@ -81,7 +90,7 @@ def calibration_path(track: Track, executor: str, target_val_loss: float) -> Pat
     fp = this_machine().fingerprint
     # CPU tracks run as many threads as OMP_NUM_THREADS allows (it reaches the candidate), and
     # a time measured with one thread says nothing about a run with two.
-    threads = os.environ.get("OMP_NUM_THREADS", "").strip()
+    threads = run_threads(track)
     suffix = f"-omp{threads}" if threads else ""
     return paths.cache_dir() / "calibration" / track.name / f"{fp}-{executor}-{target_val_loss:g}{suffix}.json"
 
@@ -154,7 +163,9 @@ def calibrate(
                     data={"record": rec.id, "done": done, "total": total},
                 )
             )
-            result = measure({rec.script: rec.code()}, work / rec.id, spec, executor, label=f"calibrate/{rec.id}")
+            result = measure_steady(
+                {rec.script: rec.code()}, work / rec.id, spec, executor, f"record {rec.id}", emit=on_event
+            )
             if not result.valid or result.train_time_ms is None:
                 raise SpeedrunError(
                     f"calibration run of record {rec.id} did not reach the target "
@@ -175,4 +186,13 @@ def calibrate(
                     data={"record": rec.id, "done": done, "total": total, "time_ms": result.train_time_ms},
                 )
             )
+    unsettled = [(r, cal.records[r.id]) for r in records if not cal.records[r.id].settled]
+    if unsettled:
+        rec, timing = unsettled[0]
+        lo, hi = timing.spread
+        raise MachineBusy(
+            f"the machine is too busy to time runs: record {rec.id} took {lo / 1000:.1f}-{hi / 1000:.1f} s "
+            f"in {len(timing.times_ms)} runs (more than {MAX_SPREAD:.2f}x apart, so they do not count); "
+            f"{BUSY_ADVICE}"
+        )
     return cal

@@ -8,7 +8,7 @@ from pathlib import Path
 from harness.audit import audit
 from harness.errors import ConfigError
 from harness.eval.log import Confirmation
-from harness.eval.measure import MeasureSpec, measure
+from harness.eval.measure import MeasureSpec, measure_steady
 from harness.events import Event, EventSink
 from harness.execution.base import Executor
 from harness.fsutil import write_text_atomic
@@ -41,21 +41,23 @@ def confirm(
     while len(conf.candidate_ms) < runs:
         k = len(conf.candidate_ms)
         emit(Event("phase", f"confirming node {node_id} against {record_id} (pair {k + 1}/{runs})"))
-        r = measure(record, run_dir / "confirm" / f"{k}-reference", spec, executor, "confirm/ref")
+        ref_dir = run_dir / "confirm" / f"{k}-reference"
+        r = measure_steady(record, ref_dir, spec, executor, f"record {record_id}", emit=emit)
         if not r.valid or r.train_time_ms is None:
             raise ConfigError(
                 f"record {record_id} did not reach the target in a confirmation run: {r.error or r.val_loss}"
             )
         # The candidate is held to the record run beside it: same machine, same minute.
         clock = ClockCheck(reference_untimed_s=r.untimed_s) if r.untimed_s is not None else None
-        c = measure(
+        c = measure_steady(
             candidate,
             run_dir / "confirm" / f"{k}-candidate",
             spec,
             executor,
-            "confirm/cand",
+            f"node {node_id}",
             findings=findings,
             clock=clock,
+            emit=emit,
         )
         conf.reference_ms.append(r.train_time_ms)
         conf.candidate_ms.append(c.time_ms if c.valid and c.time_ms else float("inf"))

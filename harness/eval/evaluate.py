@@ -16,7 +16,7 @@ from typing import Any, Literal
 import harness
 from harness.coder.prompts import hints_for, parse_hint_levels
 from harness.data.shards import TrackData
-from harness.data.tracks import ensure_data
+from harness.data.tracks import ensure_data, run_threads
 from harness.errors import ConfigError
 from harness.eval.config import EvalConfig
 from harness.eval.confirm import confirm
@@ -108,6 +108,7 @@ class Evaluation:
             target_val_loss=self.target,
             data_dir=data.data_dir,
             gpus=share,
+            threads=run_threads(self.track),
         )
 
     def plan(self) -> dict[str, Any]:

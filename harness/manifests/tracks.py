@@ -123,6 +123,9 @@ class Track(_Manifest):
     min_speedup: float = Field(0.0, ge=0.0, lt=1.0)
     rules: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    #: CPU tracks: threads per run (OMP_NUM_THREADS) unless the user's environment says otherwise.
+    #: One thread per run is what a 2-core machine can time: two runs at once never share a core.
+    threads: int | None = Field(None, ge=1)
     image: str | None = None
     #: Default options per executor (`[executors.docker]`: gpus, memory, shm_size, ...); flags override them.
     executors: dict[str, dict[str, str | int | float | bool]] = Field(default_factory=dict)
