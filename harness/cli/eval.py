@@ -53,6 +53,13 @@ def eval_cmd(
     data_dir: Annotated[Path | None, typer.Option(help="Prepared data (default: the cache).")] = None,
     calibration_runs: Annotated[int, typer.Option(help="Runs per record when calibrating.")] = 3,
     confirm_runs: Annotated[int, typer.Option(help="Side-by-side re-runs of the best node.")] = 2,
+    references: Annotated[
+        str,
+        typer.Option(
+            help="Record i's and i+1's times: measured (calibrated on this machine) or paper (the paper's "
+            "8xH100 times, labelled as such). The best node is confirmed beside record i here either way."
+        ),
+    ] = "measured",
     target_val_loss: Annotated[float | None, typer.Option(help="Override the target (smoke tests).")] = None,
     time_limit: Annotated[float | None, typer.Option(help="Wall-clock limit per run, seconds.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Stop when the LLM cost reaches this (USD).")] = None,
@@ -82,6 +89,8 @@ def eval_cmd(
     try:
         if schedule not in ("async", "paper"):
             raise SpeedrunError("--schedule must be async or paper")
+        if references not in ("measured", "paper"):
+            raise SpeedrunError("--references must be measured or paper")
         task_ids = _task_ids(track, task, tasks)
         margs = parse_kv(model_arg or [], "--model-arg")
         if base_url:
@@ -124,6 +133,7 @@ def eval_cmd(
         data_dir=data_dir,
         calibration_runs=calibration_runs,
         confirm_runs=confirm_runs,
+        references=references,
         target_val_loss=target_val_loss,
         time_limit_s=time_limit,
         max_cost_usd=max_cost,

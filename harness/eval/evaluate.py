@@ -135,6 +135,11 @@ class Evaluation:
             "records": [self.from_record.id, self.to_record.id],
             "target_val_loss": self.target,
             "reference_times": self.reference_plan(),
+            "confirmation": {
+                "against": self.from_record.id,
+                "on": "this machine, side by side (record i, node, record i, node, ...)",
+                "pairs": self.cfg.confirm_runs,
+            },
             "model": self.cfg.model,
             "scaffold": self.scaffold.describe(),
             "hints": self.hint_levels,
@@ -145,7 +150,15 @@ class Evaluation:
     def reference_plan(self) -> dict[str, Any]:
         """Which reference times a run would use, measuring nothing."""
         key = self.executor().calibration_key
-        return reference_plan(self.track, self.from_record, self.to_record, key, self.target, self.cfg.calibration_runs)
+        return reference_plan(
+            self.track,
+            self.from_record,
+            self.to_record,
+            key,
+            self.target,
+            self.cfg.calibration_runs,
+            self.cfg.references,
+        )
 
     # ---- the steps -------------------------------------------------------------------------
 
@@ -264,6 +277,7 @@ class Evaluation:
             runs=self.cfg.calibration_runs,
             loosened_target=self.cfg.target_val_loss is not None,
             emit=self.emit,
+            source=self.cfg.references,
         )
 
     def score(self, journal: Journal, ref: Reference, executor: Executor, spec: MeasureSpec) -> TaskScore:

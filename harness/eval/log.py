@@ -22,6 +22,8 @@ class Reference(BaseModel):
     """Record i's and record i+1's times, and where they come from."""
 
     source: Literal["calibrated", "paper"]
+    #: Where the reference times were measured (this machine's description, or the paper's).
+    hardware: str = ""
     from_record: str
     to_record: str
     t_ref_ms: float

@@ -1,6 +1,6 @@
 """From the search's journal to a task's FSR: the ladder of cases a best node can be in.
 
-no valid node -> 0 · record i unchanged -> 0 · paper references or no confirmation -> the
+no valid node -> 0 · record i unchanged -> 0 · no confirmation asked for (--confirm-runs 0) -> the
 node's own time · far slower than record i -> 0 · else confirmed side by side -> FSR
 """
 
@@ -50,7 +50,7 @@ def score_task(
         # Record i's own code cannot be faster than record i: re-measuring it only costs time.
         note = f"the best node is record {ref.from_record} unchanged"
         return TaskScore(fsr=0.0, candidate_ratio=own_ratio, note=note, protection=protection, **common)
-    if ref.source == "paper" or confirm_runs <= 0:
+    if confirm_runs <= 0:
         value = fsr(ref.t_ref_ms, ref.t_next_ms, best.time_ms, min_speedup)
         note = "from the node's own run"
         return TaskScore(fsr=value, candidate_ratio=own_ratio, note=note, protection=protection, **common)
