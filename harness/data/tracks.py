@@ -18,6 +18,8 @@ class TrackData(BaseModel):
     data_dir: Path
     train_glob: str
     val_glob: str
+    #: Shards outside `data_dir` that no run reads, for the harness's own evaluation (None: none).
+    holdout_glob: str | None = None
 
 
 def ensure_data(track: Track, data_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> TrackData:
@@ -26,7 +28,9 @@ def ensure_data(track: Track, data_dir: Path | None = None, progress: Callable[[
         from harness.data.mini import prepare_mini
 
         mini = prepare_mini(data_dir, progress=progress)
-        return TrackData(data_dir=mini.data_dir, train_glob=mini.train_glob, val_glob=mini.val_glob)
+        return TrackData(
+            data_dir=mini.shards_dir, train_glob=mini.train_glob, val_glob=mini.val_glob, holdout_glob=mini.holdout_glob
+        )
     if track.dataset == "fineweb":
         from harness.data.fineweb import fineweb_data
 
@@ -54,8 +58,13 @@ def planned_data(track: Track, data_dir: Path | None = None) -> TrackData:
     """Where the data will be, without preparing anything (for `--dry-run`)."""
     root = Path(data_dir) if data_dir else paths.data_dir(track.dataset if track.dataset != "none" else track.name)
     if track.dataset == "mini":
+        from harness.data.mini import SHARDS_DIR, split_glob
+
         return TrackData(
-            data_dir=root, train_glob=str(root / "mini_train_*.bin"), val_glob=str(root / "mini_val_*.bin")
+            data_dir=root / SHARDS_DIR,
+            train_glob=split_glob(root, "train"),
+            val_glob=split_glob(root, "val"),
+            holdout_glob=split_glob(root, "holdout"),
         )
     if track.dataset == "fineweb":
         return TrackData(
