@@ -123,3 +123,5 @@ class TrackData(BaseModel):
     data_dir: Path
     train_glob: str
     val_glob: str
+    #: Shards outside `data_dir` that no run reads, for the harness's own evaluation (None: none).
+    holdout_glob: str | None = None

@@ -19,7 +19,9 @@ def ensure_data(track: Track, data_dir: Path | None = None, progress: Callable[[
     """Prepare (or find) the track's data; fast when it is already there."""
     if track.dataset == "mini":
         mini = prepare_mini(data_dir, progress=progress)
-        return TrackData(data_dir=mini.data_dir, train_glob=mini.train_glob, val_glob=mini.val_glob)
+        return TrackData(
+            data_dir=mini.shards_dir, train_glob=mini.train_glob, val_glob=mini.val_glob, holdout_glob=mini.holdout_glob
+        )
     if track.dataset == "fineweb":
         return fineweb_data(data_dir, progress=progress)
     if track.dataset == "none":
@@ -55,8 +57,13 @@ def planned_data(track: Track, data_dir: Path | None = None) -> TrackData:
     """Where the data will be, without preparing anything (for `--dry-run`)."""
     root = Path(data_dir) if data_dir else paths.data_dir(track.dataset if track.dataset != "none" else track.name)
     if track.dataset == "mini":
+        from harness.data.mini import SHARDS_DIR, split_glob
+
         return TrackData(
-            data_dir=root, train_glob=str(root / "mini_train_*.bin"), val_glob=str(root / "mini_val_*.bin")
+            data_dir=root / SHARDS_DIR,
+            train_glob=split_glob(root, "train"),
+            val_glob=split_glob(root, "val"),
+            holdout_glob=split_glob(root, "holdout"),
         )
     if track.dataset == "fineweb":
         return TrackData(
