@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from harness.audit import Finding
+from harness.eval.evaluator import ModelEval
+from harness.eval.model_check import PRINTED_LOSS_TOLERANCE
 from harness.execution.base import ExecResult
 from harness.logparse import ParsedLog
 
@@ -45,6 +47,8 @@ class RunResult(BaseModel):
     harness_time_ms: float | None = None
     #: How this result was protected: `clock-checked`, `audited`, `harness-evaluated`.
     protection: list[str] = Field(default_factory=list)
+    #: The harness's own evaluation of the saved model (tracks whose records save one).
+    model_eval: ModelEval | None = None
 
     @property
     def time_ms(self) -> float | None:
@@ -112,12 +116,27 @@ def clock_problem(train_time_ms: float | None, wall_s: float, check: ClockCheck 
     return None
 
 
+def model_problem(printed: float | None, model_eval: ModelEval | None, tolerance: float) -> str | None:
+    """Why the harness's evaluation of the saved model does not back the printed loss, or None."""
+    if model_eval is None or model_eval.error is not None or model_eval.loss is None:
+        why = model_eval.error if model_eval is not None and model_eval.error else "no model was evaluated"
+        return f"harness evaluation: {why}"
+    if model_eval.causal is False:
+        return "harness evaluation: the model's logits depend on later tokens (it is not causal)"
+    if printed is not None and abs(printed - model_eval.loss) > tolerance:
+        return f"harness evaluation: reported val_loss {printed:.4f}, measured {model_eval.loss:.4f}"
+    return None
+
+
 def judge(
     parsed: ParsedLog,
     run: ExecResult,
     target_val_loss: float,
     findings: list[Finding] | None = None,
     clock: ClockCheck | None = None,
+    model_eval: ModelEval | None = None,
+    model_required: bool = False,
+    loss_tolerance: float = PRINTED_LOSS_TOLERANCE,
 ) -> RunResult:
     """The one verdict on a run, for search nodes, calibration and confirmation runs alike.
 
@@ -134,6 +153,14 @@ def judge(
     )
     # An exit status of 0 with nothing parsed is still a failure to debug, so it says what failed.
     error = run.describe_failure() or (NO_VALIDATION_LINE if parsed.val_loss is None else None)
+    if model_required and reached and run.ok:
+        # The printed loss is only progress: the harness's measurement of the model decides.
+        problem_text = model_problem(parsed.val_loss, model_eval, loss_tolerance)
+        if problem_text is not None:
+            violations.append(problem_text)
+        elif model_eval is not None and model_eval.loss is not None:
+            reached = model_eval.loss <= target_val_loss
+            protection.append("harness-evaluated")
     untimed = run.wall_s - parsed.train_time_ms / 1000 if parsed.train_time_ms is not None else None
     problem = clock_problem(parsed.train_time_ms, run.wall_s, clock)
     if problem is not None:
@@ -164,4 +191,5 @@ def judge(
         untimed_s=untimed,
         harness_time_ms=harness_ms,
         protection=protection,
+        model_eval=model_eval,
     )

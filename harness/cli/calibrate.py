@@ -38,7 +38,7 @@ def calibrate_cmd(
     from harness.data.tracks import ensure_data
     from harness.eval.calibration import calibrate, calibration_path, load_calibration
     from harness.eval.measure import MeasureSpec
-    from harness.eval.setup import track_command, track_env, track_executor
+    from harness.eval.setup import track_command, track_env, track_executor, track_model_check
     from harness.manifests.tracks import Record, load_track
 
     try:
@@ -63,6 +63,7 @@ def calibrate_cmd(
             data_dir=data.data_dir,
             gpus=gpus,
             threads=run_threads(tr),
+            model_check=track_model_check(tr, data),
         )
         # Records of different PyTorch eras run in different images: one interleaved series per image.
         groups: dict[str | None, list[Record]] = {}

@@ -11,6 +11,7 @@ from harness.data.fineweb import fineweb_data
 from harness.data.mini import prepare_mini
 from harness.data.shards import TrackData
 from harness.errors import ConfigError
+from harness.eval.evaluator import MODEL_OUT_ENV
 from harness.execution.environment import THREAD_VARS
 from harness.manifests.tracks import Track
 
@@ -42,6 +43,7 @@ def run_env(track: Track, data: TrackData, *, seed: int, target_val_loss: float)
         "NANOGPT_VAL_TOKENS": str(track.val_tokens),
         "SPEEDRUN_SEED": str(seed),
         "SPEEDRUN_TARGET_VAL_LOSS": repr(target_val_loss),
+        **({MODEL_OUT_ENV: track.model_file} if track.model_file else {}),
     }
 
 

@@ -9,12 +9,18 @@ from harness.audit import audit
 from harness.errors import ConfigError
 from harness.eval.log import Confirmation
 from harness.eval.measure import MeasureSpec, measure_steady
+from harness.eval.model_check import ModelCheck, check_saved_model
 from harness.events import Event, EventSink
 from harness.execution.base import Executor
 from harness.fsutil import write_text_atomic
 from harness.outcome import ClockCheck
 
 CONFIRM_JSON = "confirm.json"
+
+
+def _holdout(workspace: Path, check: ModelCheck) -> float | None:
+    result = check_saved_model(workspace, check, holdout=True)
+    return result.loss if result.ok else None
 
 
 def confirm(
@@ -63,6 +69,11 @@ def confirm(
         conf.candidate_ms.append(c.time_ms if c.valid and c.time_ms else float("inf"))
         conf.candidate_valid.append(c.valid)
         conf.candidate_errors.append("" if c.valid else "; ".join([*c.rule_violations, c.error or ""]).strip("; "))
+        if spec.model_check is not None and spec.model_check.holdout_glob:
+            conf.reference_holdout.append(_holdout(ref_dir / "workspace", spec.model_check))
+            conf.candidate_holdout.append(
+                _holdout(run_dir / "confirm" / f"{k}-candidate" / "workspace", spec.model_check)
+            )
         write_text_atomic(path, conf.model_dump_json(indent=2))
         emit(
             Event(

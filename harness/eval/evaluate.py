@@ -24,7 +24,7 @@ from harness.eval.log import Confirmation, Reference, RunInfo, TaskScore, read_r
 from harness.eval.measure import MeasureSpec
 from harness.eval.reference import reference_plan, reference_times
 from harness.eval.score import score_task
-from harness.eval.setup import track_command, track_env, track_executor
+from harness.eval.setup import track_command, track_env, track_executor, track_model_check
 from harness.events import Event, EventSink, ignore
 from harness.execution.base import Executor
 from harness.execution.gpus import gpu_slots
@@ -109,6 +109,7 @@ class Evaluation:
             data_dir=data.data_dir,
             gpus=share,
             threads=run_threads(self.track),
+            model_check=track_model_check(self.track, data),
         )
 
     def plan(self) -> dict[str, Any]:
@@ -200,6 +201,7 @@ class Evaluation:
                     budget=Budget(self.cfg.max_cost_usd, self.cfg.max_tokens, spent(self.run_dir)),
                     analyze=self.cfg.analyze,
                     baseline_code=self.from_record.code(),
+                    model_check=spec.model_check,
                     clock=None
                     if reference.t_ref_untimed_s is None
                     else ClockCheck(reference_untimed_s=reference.t_ref_untimed_s),

@@ -45,6 +45,23 @@ class Confirmation(BaseModel):
     candidate_valid: list[bool] = Field(default_factory=list)
     #: Why a candidate run did not count (its error or the rule it broke), per pair.
     candidate_errors: list[str] = Field(default_factory=list)
+    #: Per pair, the loss of each run's saved model on the held-out data no run can read
+    #: (tracks whose records save a model); None where it could not be scored.
+    reference_holdout: list[float | None] = Field(default_factory=list)
+    candidate_holdout: list[float | None] = Field(default_factory=list)
+
+    def holdout_problem(self, margin: float) -> str | None:
+        """Why the candidate's held-out losses do not back its validation loss, or None."""
+        for k, (ref, cand) in enumerate(zip(self.reference_holdout, self.candidate_holdout, strict=False)):
+            if ref is None:
+                continue
+            if cand is None or cand > ref + margin:
+                got = "no score" if cand is None else f"{cand:.4f}"
+                return (
+                    f"held-out check: pair {k + 1}'s model scores {got} on the held-out plays where record i's "
+                    f"scores {ref:.4f} (more than {margin} worse): its validation loss does not carry to unseen data"
+                )
+        return None
 
     @property
     def ratios(self) -> list[float]:

@@ -10,9 +10,11 @@ from pydantic import BaseModel
 
 from harness.audit import Finding
 from harness.errors import MachineBusy
+from harness.eval.evaluator import ModelEval
+from harness.eval.model_check import ModelCheck, check_saved_model
 from harness.events import Event, EventSink, ignore
-from harness.execution.base import Executor, RunSpec
-from harness.logparse import parse_log_file
+from harness.execution.base import ExecResult, Executor, RunSpec
+from harness.logparse import ParsedLog, parse_log_file
 from harness.outcome import ClockCheck, RunResult, judge
 from harness.search.workspace import write_files
 
@@ -35,6 +37,8 @@ class MeasureSpec(BaseModel):
     gpus: str | None = None
     #: Threads per run on a CPU track (OMP_NUM_THREADS), for telling a starved run.
     threads: int | None = None
+    #: Tracks whose runs save a model: what the harness evaluates it on.
+    model_check: ModelCheck | None = None
 
 
 def measure(
@@ -65,7 +69,27 @@ def measure(
             label=label,
         )
     )
-    return judge(parse_log_file(run.log_path), run, spec.target_val_loss, findings, clock)
+    parsed = parse_log_file(run.log_path)
+    model_eval = saved_model_eval(workspace, parsed, run, spec.target_val_loss, spec.model_check)
+    return judge(
+        parsed,
+        run,
+        spec.target_val_loss,
+        findings,
+        clock,
+        model_eval=model_eval,
+        model_required=spec.model_check is not None,
+    )
+
+
+def saved_model_eval(
+    workspace: Path, parsed: ParsedLog, run: ExecResult, target: float, check: ModelCheck | None
+) -> ModelEval | None:
+    """The harness's evaluation of the run's model, when the track has one and the run claims the
+    target (a run that does not is judged on its own word: it gains nothing by lying upwards)."""
+    if check is None or not run.ok or parsed.val_loss is None or not parsed.val_loss <= target:
+        return None
+    return check_saved_model(workspace, check)
 
 
 def disturbance(result: RunResult, threads: int | None) -> str | None:

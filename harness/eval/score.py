@@ -10,6 +10,7 @@ import statistics
 from collections.abc import Callable
 
 from harness.eval.log import Confirmation, Reference, TaskScore
+from harness.eval.model_check import HOLDOUT_MARGIN
 from harness.scoring import fsr, fsr_from_ratios
 from harness.search.journal import Journal
 
@@ -60,6 +61,11 @@ def score_task(
     conf = confirm(best.id)
     ratio = statistics.median(conf.ratios) if all(conf.candidate_valid) and conf.ratios else None
     note = "" if ratio is not None else "the best node did not reach the target in every confirmation run"
+    held_out = conf.holdout_problem(HOLDOUT_MARGIN)
+    if held_out is not None:
+        ratio, note = None, held_out
+    elif conf.reference_holdout:
+        protection = [*protection, "held-out-checked"]
     if ratio is not None and ratio >= 1.0 - min_speedup:
         note = f"not faster than record i beyond the track's noise margin ({min_speedup:.0%})"
     return TaskScore(

@@ -10,6 +10,7 @@ from typing import Any
 from harness.data.shards import TrackData
 from harness.data.tracks import run_env
 from harness.errors import ConfigError
+from harness.eval.model_check import ModelCheck
 from harness.execution import get_executor
 from harness.execution.base import Executor
 from harness.execution.gpus import DEFAULT_GPUS, GpuSpec
@@ -66,3 +67,12 @@ def python_command(command: list[str], local: bool) -> list[str]:
     if local and command and command[0] in ("python", "python3"):
         return [sys.executable, *command[1:]]
     return list(command)
+
+
+def track_model_check(track: Track, data: TrackData) -> ModelCheck | None:
+    """What the harness evaluates a run's saved model on, for tracks whose records save one."""
+    if track.model_file is None:
+        return None
+    return ModelCheck(
+        model_file=track.model_file, val_glob=data.val_glob, val_tokens=track.val_tokens, holdout_glob=data.holdout_glob
+    )

@@ -126,6 +126,9 @@ class Track(_Manifest):
     #: CPU tracks: threads per run (OMP_NUM_THREADS) unless the user's environment says otherwise.
     #: One thread per run is what a 2-core machine can time: two runs at once never share a core.
     threads: int | None = Field(None, ge=1)
+    #: Tracks whose records save their trained model (SPEEDRUN_MODEL_OUT): the file's name in the
+    #: workspace. The harness then evaluates that model itself, and its loss decides the target.
+    model_file: str | None = None
     image: str | None = None
     #: Default options per executor (`[executors.docker]`: gpus, memory, shm_size, ...); flags override them.
     executors: dict[str, dict[str, str | int | float | bool]] = Field(default_factory=dict)

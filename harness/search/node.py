@@ -21,6 +21,8 @@ from harness.coder import CoderResult, Feedback, build_messages, unified_diff, w
 from harness.coder.prompts import analysis_messages, bounded, log_tail, summarize
 from harness.coder.transcript import recorded_call
 from harness.errors import BudgetExceeded
+from harness.eval.measure import saved_model_eval
+from harness.eval.model_check import ModelCheck
 from harness.events import Event, EventSink
 from harness.execution.base import ExecResult, Executor, RunSpec
 from harness.fsutil import write_text_atomic
@@ -63,6 +65,8 @@ class NodeSetup:
     baseline_code: str | None = None
     #: Record i's untimed share on this machine, when it has been measured.
     clock: ClockCheck | None = None
+    #: Tracks whose runs save a model: what the harness evaluates it on.
+    model_check: ModelCheck | None = None
 
 
 @dataclass
@@ -204,7 +208,17 @@ class NodeWorker:
         for warning in ran.warnings:
             self.emit(Event("warning", warning, node=job.node_id))
         parsed = parse_log_file(spec.log_path)
-        job.result = judge(parsed, ran, s.task.target_val_loss, job.findings, s.clock)
+        target = s.task.target_val_loss
+        model_eval = saved_model_eval(spec.workspace, parsed, ran, target, s.model_check)
+        job.result = judge(
+            parsed,
+            ran,
+            target,
+            job.findings,
+            s.clock,
+            model_eval=model_eval,
+            model_required=s.model_check is not None,
+        )
         job.summary = summarize(job.result, parsed, s.task.target_val_loss)
         if s.analyze:
             return job
