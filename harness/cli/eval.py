@@ -145,10 +145,9 @@ def eval_cmd(
         return  # a dry run writes nothing, not even the leaderboard
     _, path = write_leaderboard(results_dir)
     if len(scores) > 1:
-        from harness.scoring import mean_ci
+        from harness.scoring import benchmark_score
 
-        mean, lo, hi = mean_ci(scores)
-        console.print(f"[bold]mean FSR {mean:.3f}[/bold] (95% CI {lo:.3f} – {hi:.3f}) over {len(scores)} tasks")
+        console.print(f"[bold]{benchmark_score(scores).label()}[/bold]", highlight=False)
     console.print(f"[dim]leaderboard: {path}[/dim]")
 
 
@@ -162,6 +161,8 @@ def _print_score(tid: str, info: Any) -> None:
         f"({ref.source}) · valid {s.valid_nodes}/{s.nodes}" + (f" · {s.note}" if s.note else ""),
         highlight=False,
     )
+    if s.estimate is not None:
+        console.print(f"  {s.estimate.label()}", highlight=False)
     if s.candidate_ratio is not None:
         console.print(
             f"  time ratio candidate/record {s.candidate_ratio:.3f} vs record {ref.to_record} {ref.next_ratio:.3f}",
@@ -174,7 +175,7 @@ def _eval_chain(base: Any, task_ids: list[str]) -> None:
     from harness.cli.render import EventRenderer
     from harness.eval.cumulative import chain_dir, run_chain
     from harness.leaderboard import fmt_cell, write_leaderboard
-    from harness.scoring import mean_ci
+    from harness.scoring import benchmark_score
 
     console.rule(f"cumulative {task_ids[0]} .. {task_ids[-1]} · {base.model} · {base.scaffold} · hints {base.hints}")
     try:
@@ -205,8 +206,7 @@ def _eval_chain(base: Any, task_ids: list[str]) -> None:
         console.print(f"[yellow]stopped[/yellow] at {chain.steps[-1].task}; re-run the same command to resume")
         raise typer.Exit(3)
     if len(chain.fsrs) > 1:
-        mean, lo, hi = mean_ci(chain.fsrs)
-        console.print(f"[bold]mean FSR {mean:.3f}[/bold] (95% CI {lo:.3f} – {hi:.3f}) over {len(chain.fsrs)} steps")
+        console.print(f"[bold]{benchmark_score(chain.fsrs).label('step')}[/bold]", highlight=False)
     console.print(f"[dim]chain: {path.parent}[/dim]")
 
 

@@ -30,7 +30,7 @@ from harness.execution.base import Executor
 from harness.machine import MachineInfo, this_machine
 from harness.manifests.tracks import Record, Task, Track, get_task, load_track
 from harness.models import Usage, get_model
-from harness.scoring import fsr, fsr_from_ratios, paired_ratios
+from harness.scoring import FsrEstimate, fsr, fsr_from_ratios, paired_ratios
 from harness.search import get_scaffold
 from harness.search.budget import Budget
 from harness.search.engine import Engine, EngineConfig, Schedule, python_command, spent
@@ -127,6 +127,8 @@ class TaskScore(BaseModel):
     candidate_ratio: float | None
     reference: Reference
     confirmation: Confirmation | None = None
+    #: The FSR with its interval from the confirmation pairs (`scoring.estimate_fsr`).
+    estimate: FsrEstimate | None = None
     nodes: int
     valid_nodes: int
     note: str = ""
@@ -140,6 +142,8 @@ class RunInfo(BaseModel):
     status: Literal["running", "finished", "stopped", "failed"] = "running"
     status_detail: str = ""
     sandboxed: bool = False
+    #: How the score was protected, in words for the leaderboard; None: the script's own log.
+    protection: str | None = None
     versions: dict[str, str] = Field(default_factory=dict)
     machine: MachineInfo
     model_settings: dict[str, Any] = Field(default_factory=dict)
