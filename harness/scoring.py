@@ -80,10 +80,22 @@ class FsrEstimate(BaseModel):
     next_ratio: float
     #: Calibration rounds whose spread of t_{i+1}/t_i is in the interval (0: taken as exact).
     calibration_rounds: int = 0
+    #: The interval with t_{i+1}/t_i taken as exact: the part that more pairs can narrow.
+    pairs_low: float | None = None
+    pairs_high: float | None = None
 
     @property
     def width(self) -> float | None:
         return None if self.low is None or self.high is None else self.high - self.low
+
+    @property
+    def pairs_width(self) -> float | None:
+        return None if self.pairs_low is None or self.pairs_high is None else self.pairs_high - self.pairs_low
+
+    @property
+    def pairs_confidence(self) -> float:
+        """Coverage of `pairs_low`/`pairs_high`: the range's of the pairs alone, or the bootstrap's."""
+        return range_coverage(self.pairs) if self.method == "range" else self.confidence
 
     def label(self) -> str:
         """`FSR 0.91 [0.78, 1.05] from 8 pairs`, saying how the interval was formed when it is
@@ -153,24 +165,48 @@ def estimate_fsr(
             + (f", rounds {', '.join(f'{r:.3f}' for r in nxt)}" if nxt.size else "")
             + "): the FSR has no bound"
         )
-    if nxt.size < 2:
-        nxt = np.asarray([next_ratio])
+    spread = nxt if nxt.size >= 2 else None
     point_ratio = float(np.median(cand))
-    common = {
-        "fsr": fsr_from_ratios(point_ratio, next_ratio, min_speedup),
-        "pairs": int(cand.size),
-        "candidate_ratio": point_ratio,
-        "next_ratio": next_ratio,
-        "calibration_rounds": int(nxt.size) if nxt.size >= 2 else 0,
-    }
+
+    def interval(spread: Any) -> tuple[float | None, float | None, FsrMethod, float]:
+        return _interval(cand, spread, next_ratio, min_speedup, confidence, n_resamples, seed)
+
+    low, high, method, coverage = interval(spread)
+    pairs_low, pairs_high = (low, high) if spread is None else interval(None)[:2]
+    return FsrEstimate(
+        fsr=fsr_from_ratios(point_ratio, next_ratio, min_speedup),
+        low=low,
+        high=high,
+        pairs=int(cand.size),
+        method=method,
+        confidence=coverage,
+        pairs_low=pairs_low,
+        pairs_high=pairs_high,
+        candidate_ratio=point_ratio,
+        next_ratio=next_ratio,
+        calibration_rounds=0 if spread is None else int(spread.size),
+    )
+
+
+def _interval(
+    cand: Any,
+    spread: Any,
+    next_ratio: float,
+    min_speedup: float,
+    confidence: float,
+    n_resamples: int,
+    seed: int,
+) -> tuple[float | None, float | None, FsrMethod, float]:
+    """(low, high, method, coverage) of the score; `spread` None takes `next_ratio` as exact."""
     if cand.size == 1:
-        return FsrEstimate(low=None, high=None, method="single", confidence=0.0, **common)
+        return None, None, "single", 0.0
+    nxt = np.asarray([next_ratio]) if spread is None else spread
     if cand.size < MIN_BOOTSTRAP_PAIRS:
         # The score falls as the candidate ratio rises and (when positive) rises with t_{i+1}/t_i.
         low = float(_scored(cand.max(), nxt.min(), min_speedup))
         high = float(_scored(cand.min(), nxt.max(), min_speedup))
-        coverage = range_coverage(cand.size) * (range_coverage(nxt.size) if nxt.size >= 2 else 1.0)
-        return FsrEstimate(low=low, high=high, method="range", confidence=coverage, **common)
+        coverage = range_coverage(cand.size) * (1.0 if spread is None else range_coverage(nxt.size))
+        return low, high, "range", coverage
 
     from scipy import stats
 
@@ -178,8 +214,8 @@ def estimate_fsr(
         nr = np.median(n[0], axis=axis) if n else next_ratio
         return _scored(np.median(c, axis=axis), nr, min_speedup)
 
-    res = stats.bootstrap(
-        (cand, nxt) if nxt.size >= 2 else (cand,),
+    ci = stats.bootstrap(
+        (cand,) if spread is None else (cand, spread),
         statistic,
         n_resamples=n_resamples,
         vectorized=True,
@@ -187,9 +223,8 @@ def estimate_fsr(
         confidence_level=confidence,
         method="percentile",
         rng=np.random.default_rng(seed),
-    )
-    ci = res.confidence_interval
-    return FsrEstimate(low=float(ci.low), high=float(ci.high), method="bootstrap", confidence=confidence, **common)
+    ).confidence_interval
+    return float(ci.low), float(ci.high), "bootstrap", confidence
 
 
 def need_another_pair(
@@ -203,16 +238,18 @@ def need_another_pair(
     """The confirmation's stopping rule: whether to run one more candidate/record-i pair.
 
     No once `max_pairs` are in (the cap: `--confirm-runs`). Otherwise yes while fewer than
-    `min_pairs`, while there is no interval, while the interval covers less than
-    `confidence` (a range of under six pairs does: see `estimate_fsr`), or while it is wider
-    than `target_width` FSR. So with the defaults a confirmation stops at six pairs at the
-    earliest, unless the cap is lower; a caller that accepts a range's coverage passes a
-    lower `confidence` (0.85 stops at four pairs when their range is narrow enough)."""
+    `min_pairs`, and while the part of the interval that pairs can narrow (`pairs_low` ..
+    `pairs_high`: record i+1's calibration spread left out, since more pairs do not shrink it)
+    is missing, covers less than `confidence` (a range of under six pairs does: see
+    `estimate_fsr`), or is wider than `target_width` FSR. So with the defaults a confirmation
+    stops at six pairs at the earliest, unless the cap is lower; a caller that accepts a
+    range's coverage passes a lower `confidence` (0.85 lets four agreeing pairs stop it)."""
     if estimate.pairs >= max_pairs:
         return False
-    if estimate.pairs < min_pairs or estimate.width is None:
+    width = estimate.pairs_width
+    if estimate.pairs < min_pairs or width is None:
         return True
-    return estimate.confidence < confidence or estimate.width > target_width
+    return estimate.pairs_confidence < confidence or width > target_width
 
 
 # ---- the speedrun's record rule ------------------------------------------------------------------------

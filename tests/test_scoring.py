@@ -67,6 +67,7 @@ def test_calibration_spread_widens_the_interval() -> None:
     assert fixed.high is not None and spread.high > fixed.high
     assert spread.calibration_rounds == 3 and fixed.calibration_rounds == 0
     assert spread.confidence == pytest.approx(0.75 * 0.75), "both ranges must hold"
+    assert (spread.pairs_low, spread.pairs_high) == (fixed.low, fixed.high), "the pairs' own part"
     one_round = estimate_fsr(pairs, 0.75, next_ratios=[0.75])
     assert one_round.calibration_rounds == 0 and one_round.low == fixed.low, "one round has no spread"
 
@@ -117,7 +118,7 @@ def test_estimate_round_trips_through_json() -> None:
 def _est(pairs: int, low: float | None, high: float | None, method: str, confidence: float) -> FsrEstimate:
     return FsrEstimate.model_validate(
         dict(fsr=1.0, low=low, high=high, pairs=pairs, method=method, confidence=confidence)
-        | dict(candidate_ratio=0.8, next_ratio=0.8)
+        | dict(candidate_ratio=0.8, next_ratio=0.8, pairs_low=low, pairs_high=high)
     )
 
 
@@ -131,6 +132,17 @@ def test_stopping_rule() -> None:
     assert not need_another_pair(_est(8, 0.5, 1.5, "bootstrap", 0.95), **kw), "the cap wins"
     assert not need_another_pair(_est(2, 0.5, 1.5, "range", 0.5), target_width=0.2, max_pairs=2)
     assert need_another_pair(_est(1, 0.0, 0.0, "single", 0.0), target_width=0.2, max_pairs=8, min_pairs=2)
+
+
+def test_stopping_rule_ignores_the_spread_more_pairs_cannot_shrink() -> None:
+    pairs = [0.745, 0.75, 0.748, 0.752, 0.747, 0.751]
+    # Record i+1's calibration rounds spread 0.64..0.72: the interval stays wide however many
+    # pairs come, so they are not what the rule waits for.
+    est = estimate_fsr(pairs, 0.677, next_ratios=[0.64, 0.677, 0.72])
+    assert est.width is not None and est.width > 0.2
+    assert est.pairs_width is not None and est.pairs_width < 0.1
+    assert not need_another_pair(est, target_width=0.1, max_pairs=10)
+    assert estimate_fsr(pairs[:5], 0.677, next_ratios=[0.64, 0.677, 0.72]).pairs_confidence == range_coverage(5)
 
 
 def test_stopping_rule_on_real_estimates_stops_when_pairs_agree() -> None:
