@@ -16,10 +16,20 @@ from harness.eval.config import EvalConfig
 from harness.eval.evaluate import evaluate
 from harness.search.journal import Journal
 from tests.fake_llm_server import FakeLLMServer, answer
-from tests.toytrack import toy_script
+from tests.toytrack import toy_script, write_toy_track
 
+#: Toy steps long enough that a run's "training" outweighs the jitter of Python's start-up on a
+#: loaded machine (a tenth of a second), which the untimed share of a run is made of.
+STEP_S = 0.02
 #: The toy record 00's script with the faster decay of record 01: an honest candidate.
-HONEST = toy_script(0.04)
+HONEST = toy_script(0.04, step_s=STEP_S)
+
+
+@pytest.fixture
+def toy_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = write_toy_track(tmp_path / "home", step_s=STEP_S)
+    monkeypatch.setenv("SPEEDRUN_HOME", str(root))
+    return root
 
 
 def whole_file(code: str) -> str:
@@ -37,7 +47,7 @@ TIMED_STEP = "    t0 = time.perf_counter()\n    time.sleep(STEP_S)\n"
 CHEATS = {
     # Record i's own training, most of it done before the clock starts ("warm-up"), the rest timed.
     "untimed-warm-up": (
-        toy_script(0.02)
+        toy_script(0.02, step_s=STEP_S)
         .replace("train_ms = 0.0\n", "train_ms = 0.0\ntime.sleep(STEP_S * 60)  # 'warm-up'\nWARM = 60\n")
         .replace("    time.sleep(STEP_S)\n", "    time.sleep(STEP_S if step >= WARM else 0)\n"),
         "score",

@@ -3,6 +3,7 @@ resumed evaluation continues the pairs instead of starting them again."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.audit import audit
@@ -35,8 +36,14 @@ def confirm(
     executor: Executor,
     spec: MeasureSpec,
     emit: EventSink,
+    seeds: list[int] | None = None,
+    enough: Callable[[Confirmation], bool] | None = None,
 ) -> Confirmation:
-    """Pairs of (record i, candidate) runs until there are `runs`; record i must reach the target."""
+    """Pairs of (record i, candidate) runs, at most `runs` (and at least one per seed), stopping
+    early once `enough(conf)` says the pairs pin the score down; record i must reach the target.
+    Pair k runs both scripts with seed `seeds[k % len(seeds)]`."""
+    seeds = seeds or [int(spec.env.get("SPEEDRUN_SEED", "0"))]
+    runs = max(runs, len(seeds))
     findings = audit(candidate.get(main_file, ""), baseline=record.get(main_file))
     path = run_dir / CONFIRM_JSON
     conf = Confirmation(node=node_id)
@@ -44,11 +51,13 @@ def confirm(
         old = Confirmation.model_validate_json(path.read_text())
         if old.node == node_id:
             conf = old
-    while len(conf.candidate_ms) < runs:
+    while len(conf.candidate_ms) < runs and not (len(conf.candidate_ms) >= len(seeds) and enough and enough(conf)):
         k = len(conf.candidate_ms)
+        seed = seeds[k % len(seeds)]
+        pair_spec = spec.model_copy(update={"env": {**spec.env, "SPEEDRUN_SEED": str(seed)}})
         emit(Event("phase", f"confirming node {node_id} against {record_id} (pair {k + 1}/{runs})"))
         ref_dir = run_dir / "confirm" / f"{k}-reference"
-        r = measure_steady(record, ref_dir, spec, executor, f"record {record_id}", emit=emit)
+        r = measure_steady(record, ref_dir, pair_spec, executor, f"record {record_id}", emit=emit)
         if not r.valid or r.train_time_ms is None:
             raise ConfigError(
                 f"record {record_id} did not reach the target in a confirmation run: {r.error or r.val_loss}"
@@ -58,7 +67,7 @@ def confirm(
         c = measure_steady(
             candidate,
             run_dir / "confirm" / f"{k}-candidate",
-            spec,
+            pair_spec,
             executor,
             f"node {node_id}",
             findings=findings,
@@ -68,6 +77,9 @@ def confirm(
         conf.reference_ms.append(r.train_time_ms)
         conf.candidate_ms.append(c.time_ms if c.valid and c.time_ms else float("inf"))
         conf.candidate_valid.append(c.valid)
+        conf.seeds.append(seed)
+        measured = c.model_eval.loss if c.model_eval is not None else None
+        conf.candidate_val_loss.append(measured if measured is not None else c.val_loss)
         conf.candidate_errors.append("" if c.valid else "; ".join([*c.rule_violations, c.error or ""]).strip("; "))
         if spec.model_check is not None and spec.model_check.holdout_glob:
             conf.reference_holdout.append(_holdout(ref_dir / "workspace", spec.model_check))

@@ -33,11 +33,18 @@ from harness.manifests.integrity import require_fetched
 from harness.manifests.tracks import Task, Track, get_task, load_track
 from harness.models import get_model
 from harness.outcome import ClockCheck
+from harness.scoring import estimate_fsr, need_another_pair
 from harness.search import get_scaffold
 from harness.search.budget import Budget
 from harness.search.engine import Engine, EngineConfig, spent
 from harness.search.journal import Journal
 from harness.search.node import node_files
+
+#: The confirmation stops adding pairs once the FSR interval the pairs support is this narrow
+#: (at `CONFIRM_CONFIDENCE`), or at `--confirm-runs` pairs. A range of four agreeing pairs covers
+#: the median with 87.5%: the first point at which the rule can stop.
+CONFIRM_TARGET_WIDTH = 0.3
+CONFIRM_CONFIDENCE = 0.85
 
 
 def _versions() -> dict[str, str]:
@@ -289,8 +296,9 @@ class Evaluation:
             ref,
             min_speedup=self.track.min_speedup,
             confirm_runs=self.cfg.confirm_runs,
+            target=self.target,
             unchanged=lambda node: self.node_files(node) == self.record_files(),
-            confirm=lambda node: self.confirm(node, executor, spec),
+            confirm=lambda node: self.confirm(node, executor, spec, ref),
         )
 
     def node_files(self, node_id: int) -> dict[str, str]:
@@ -300,7 +308,7 @@ class Evaluation:
         """Record i as a workspace: its one script."""
         return {self.from_record.script: self.from_record.code()}
 
-    def confirm(self, node_id: int, executor: Executor, spec: MeasureSpec) -> Confirmation:
+    def confirm(self, node_id: int, executor: Executor, spec: MeasureSpec, reference: Reference) -> Confirmation:
         return confirm(
             self.run_dir,
             node_id,
@@ -312,6 +320,23 @@ class Evaluation:
             executor=executor,
             spec=spec,
             emit=self.emit,
+            seeds=[self.cfg.seed + k for k in range(self.cfg.seeds)],
+            enough=lambda conf: self._enough_pairs(conf, reference),
+        )
+
+    def _enough_pairs(self, conf: Confirmation, reference: Reference) -> bool:
+        """The confirmation's stopping rule: the interval from the pairs so far is narrow enough
+        (`scoring.need_another_pair`), or a candidate run already failed (it scores 0 anyway)."""
+        if not all(conf.candidate_valid):
+            return True
+        if reference.next_ratio >= 1 or len(conf.ratios) < 2:
+            return False
+        est = estimate_fsr(conf.ratios, reference.next_ratio, min_speedup=self.track.min_speedup)
+        return not need_another_pair(
+            est,
+            target_width=CONFIRM_TARGET_WIDTH,
+            max_pairs=self.cfg.confirm_runs,
+            confidence=CONFIRM_CONFIDENCE,
         )
 
 

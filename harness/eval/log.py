@@ -13,7 +13,7 @@ from harness.eval.config import EvalConfig
 from harness.fsutil import write_text_atomic
 from harness.machine import MachineInfo
 from harness.models import Usage
-from harness.scoring import paired_ratios
+from harness.scoring import FsrEstimate, RecordVerdict, paired_ratios
 
 RUN_JSON = "run.json"
 
@@ -34,6 +34,8 @@ class Reference(BaseModel):
     t_next_spread_ms: tuple[float, float] | None = None
     #: Record i's median untimed share of a run on this machine (calibrated references only).
     t_ref_untimed_s: float | None = None
+    #: t_{i+1}/t_i in each calibration round (calibrated references), for FSR's interval.
+    next_ratios: list[float] = Field(default_factory=list)
 
 
 class Confirmation(BaseModel):
@@ -49,6 +51,10 @@ class Confirmation(BaseModel):
     #: (tracks whose records save a model); None where it could not be scored.
     reference_holdout: list[float | None] = Field(default_factory=list)
     candidate_holdout: list[float | None] = Field(default_factory=list)
+    #: Per pair: the seed both runs had (SPEEDRUN_SEED), and the candidate's final validation loss
+    #: (the harness's measurement where the track has one), for the record rule.
+    seeds: list[int] = Field(default_factory=list)
+    candidate_val_loss: list[float | None] = Field(default_factory=list)
 
     def holdout_problem(self, margin: float) -> str | None:
         """Why the candidate's held-out losses do not back its validation loss, or None."""
@@ -76,6 +82,10 @@ class TaskScore(BaseModel):
     candidate_ratio: float | None
     reference: Reference
     confirmation: Confirmation | None = None
+    #: The FSR with its interval from the confirmation pairs (`scoring.estimate_fsr`).
+    estimate: FsrEstimate | None = None
+    #: The speedrun's record rule over the confirmation's seeds (`--seeds`).
+    record_rule: RecordVerdict | None = None
     nodes: int
     valid_nodes: int
     note: str = ""

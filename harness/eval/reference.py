@@ -13,6 +13,7 @@ from harness.events import Event, EventSink
 from harness.execution.base import Executor
 from harness.machine import this_machine
 from harness.manifests.tracks import Record, Track
+from harness.scoring import paired_ratios
 
 #: Where the paper's reference times were measured.
 PAPER_HARDWARE = "8x NVIDIA H100 80GB HBM3"
@@ -105,6 +106,7 @@ def reference_times(
         t_ref_spread_ms=ta.spread,
         t_next_spread_ms=tb.spread,
         t_ref_untimed_s=ta.median_untimed_s,
+        next_ratios=paired_ratios(tb.times_ms, ta.times_ms),
     )
 
 

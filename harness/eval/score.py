@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from harness.eval.log import Confirmation, Reference, TaskScore
 from harness.eval.model_check import HOLDOUT_MARGIN
-from harness.scoring import fsr, fsr_from_ratios
+from harness.scoring import estimate_fsr, fsr, fsr_from_ratios, record_rule
 from harness.search.journal import Journal
 
 #: A best node this much slower than record i in its own run is not confirmed: run-to-run noise
@@ -26,6 +26,7 @@ def score_task(
     *,
     min_speedup: float,
     confirm_runs: int,
+    target: float,
     unchanged: Callable[[int], bool],
     confirm: Callable[[int], Confirmation],
 ) -> TaskScore:
@@ -66,12 +67,20 @@ def score_task(
         ratio, note = None, held_out
     elif conf.reference_holdout:
         protection = [*protection, "held-out-checked"]
+    verdict = record_rule(conf.candidate_val_loss, target) if len(set(conf.seeds)) > 1 else None
+    if verdict is not None and not verdict.counts and ratio is not None:
+        ratio, note = None, f"record rule: {verdict.label()}"
+    estimate = None
+    if ratio is not None and ref.next_ratio < 1:
+        estimate = estimate_fsr(conf.ratios, ref.next_ratio, next_ratios=ref.next_ratios, min_speedup=min_speedup)
     if ratio is not None and ratio >= 1.0 - min_speedup:
         note = f"not faster than record i beyond the track's noise margin ({min_speedup:.0%})"
     return TaskScore(
         fsr=fsr_from_ratios(ratio, ref.next_ratio, min_speedup),
         candidate_ratio=ratio,
         confirmation=conf,
+        estimate=estimate,
+        record_rule=verdict,
         note=note,
         protection=[*protection, "confirmed"],
         **common,
