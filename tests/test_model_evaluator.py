@@ -253,6 +253,13 @@ def test_external_data_is_refused(tmp_path: Path, val_glob: str, table: np.ndarr
     assert result.error and "keeps its data in another file" in result.error
 
 
+def test_training_graphs_are_refused(tmp_path: Path, val_glob: str, table: np.ndarray) -> None:
+    model = onnx.load(bigram_model(tmp_path / "m.onnx", table))
+    model.training_info.add()
+    (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
+    assert "training graphs" in (evaluate(tmp_path / "m.onnx", val_glob).error or "")
+
+
 def test_wrong_shapes_are_refused(tmp_path: Path, val_glob: str, table: np.ndarray) -> None:
     floats = evaluate(bigram_model(tmp_path / "f.onnx", table, input_type=TensorProto.FLOAT), val_glob)
     assert floats.error and "int64 token ids" in floats.error

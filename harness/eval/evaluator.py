@@ -294,6 +294,8 @@ def _check_contents(model: onnx.ModelProto) -> None:
     """Standard operators only, and no tensor whose bytes live in another file."""
     import onnx
 
+    if len(model.training_info):  # graphs for on-device training: nothing an inference model needs
+        raise ModelRejected("the model carries training graphs (training_info); export the inference graph only")
     local = {(f.domain, f.name) for f in model.functions}
     node_lists = [g.node for g in _graphs(model.graph)] + [f.node for f in model.functions]
     tensors: list[onnx.TensorProto] = []
