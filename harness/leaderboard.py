@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.eval.evaluate import read_run
+from harness.costs import run_cost
+from harness.eval.evaluate import RunInfo, read_run
 from harness.scoring import mean_ci
+from harness.similarity import node_similarity, task_records
 
 COLUMNS = [
     "model",
@@ -84,9 +86,40 @@ def collect(results_dir: Path) -> pd.DataFrame:
                 "cost_usd": round(info.usage.cost_usd, 4),
                 "tokens": info.usage.total_tokens,
                 "run_id": info.run_id,
+                **cost_and_similarity_columns(path.parent, info),
             }
         )
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS])
+
+
+# ---- columns beside the score: spend (harness.costs) and closeness to the human change -------------
+
+#: After the score's columns: tokens, dollars and compute per run, FSR per unit of each, and
+#: how much of record i+1's change the best node made (harness.similarity).
+EXTRA_COLUMNS = [
+    "input_tokens",
+    "output_tokens",
+    "search_hours",
+    "confirm_hours",
+    "gpu_hours",
+    "cpu_hours",
+    "fsr_per_usd",
+    "fsr_per_gpu_hour",
+    "fsr_per_cpu_hour",
+    "similarity",
+    "similarity_hunks",
+]
+
+
+def cost_and_similarity_columns(run_dir: Path, info: RunInfo) -> dict[str, object]:
+    cost = run_cost(run_dir, info)
+    best = info.score.best_node if info.score else None
+    sim = node_similarity(run_dir, task_records(info), best) if best is not None else None
+    return {
+        **cost.model_dump(include=set(EXTRA_COLUMNS)),
+        "similarity": sim.lines if sim else None,
+        "similarity_hunks": sim.hunks if sim else None,
+    }
 
 
 def write_leaderboard(results_dir: Path) -> tuple[pd.DataFrame, Path]:

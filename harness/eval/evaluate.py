@@ -475,6 +475,7 @@ class Evaluation:
                 )
             )
         ta, tb = cal.records[a.id], cal.records[b.id]
+        calibration.keep_reference_logs(self.track, executor.calibration_key, self.target, [a, b], self.run_dir)
         ratio = cal.ratio(b.id, a.id)
         if ratio >= 1 and self.cfg.target_val_loss is not None:
             # At a loosened (smoke) target the chain's order need not hold; the run still
