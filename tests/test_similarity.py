@@ -105,7 +105,7 @@ def test_identical_and_unchanged_code() -> None:
 
 
 def test_a_script_that_does_not_tokenize_is_compared_with_its_comments() -> None:
-    broken = 'x = (1,\n# a comment\n'
+    broken = "x = (1,\n# a comment\n"
     assert code_lines(broken) == ["x = (1,", "# a comment"]
 
 
