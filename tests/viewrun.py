@@ -95,6 +95,8 @@ def build_runs(track: str, results_dir: Path, data_dir: Path | None = None) -> t
         target_val_loss=target,
         calibration_runs=1,
         confirm_runs=0,
+        # A shared machine can make a smoke-scale mini run ten times slower than usual.
+        time_limit_s=3 * 3600,
     )
     with FakeLLMServer() as server, _env(OPENAI_API_KEY="sk-test"):
         server.script(*scripted_replies(track))

@@ -11,7 +11,7 @@ import base64
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import jinja2
@@ -83,6 +83,22 @@ def _loss(n: NodeView) -> str:
     return "-" if r is None or r.val_loss is None else f"{r.val_loss:.4f}"
 
 
+# A served live run is rendered again on every reload: its finished nodes' figures are not redrawn.
+@lru_cache(maxsize=512)
+def _loss_png(
+    curve: tuple[tuple[int, float], ...],
+    refs: tuple[tuple[str, tuple[tuple[int, float], ...]], ...],
+    target: float | None,
+    label: str,
+) -> str | None:
+    return loss_plot(curve, dict(refs), target, label)
+
+
+@lru_cache(maxsize=64)
+def _tree_png(nodes: tuple[tuple[int, int | None, str, str], ...], root: str, best: int | None) -> str:
+    return tree_plot(nodes, root, best)
+
+
 def render_run(run: RunView, *, index_href: str = "index.html", refresh_s: int | None = None) -> str:
     """One self-contained page for a run (its figures inline)."""
     css, js, csp = _assets()
@@ -92,12 +108,13 @@ def render_run(run: RunView, *, index_href: str = "index.html", refresh_s: int |
         key = n.parent if n.parent is not None and n.parent in known else -1
         children.setdefault(key, []).append(n)
     counts = {s: sum(1 for n in run.nodes if n.status == s) for s in STATUSES}
-    tree_png = tree_plot([(n.id, n.parent, n.action, n.status) for n in run.nodes], run.records.from_id, run.best)
+    tree_png = _tree_png(tuple((n.id, n.parent, n.action, n.status) for n in run.nodes), run.records.from_id, run.best)
+    refs = tuple((rid, tuple(curve)) for rid, curve in run.references.items())
 
     def loss_png(n: NodeView) -> str | None:
         if not n.curve:
             return None  # references alone say nothing about this node
-        return loss_plot(n.curve, run.references, run.target, f"node {n.id}")
+        return _loss_png(tuple(n.curve), refs, run.target, f"node {n.id}")
 
     return (
         _env()
