@@ -60,10 +60,10 @@ def screenshot(page: Path, out: Path, width: int = 1400, height: int = 3000) -> 
     return out
 
 
-def dom(page: Path) -> str:
+def dom(page: Path, fragment: str = "") -> str:
     """The page's DOM after its scripts ran, serialised."""
     exe = chromium()
     assert exe is not None
-    res = _run(exe, ["--virtual-time-budget=3000", "--dump-dom", page.resolve().as_uri()])
+    res = _run(exe, ["--virtual-time-budget=3000", "--dump-dom", page.resolve().as_uri() + fragment])
     assert res.stdout, res.stderr[-2000:]
     return res.stdout

@@ -67,6 +67,14 @@ def test_the_page_script_runs_and_hostile_text_does_not(chromium_ok: None, site:
     assert "&lt;script&gt;document.title='pwned'&lt;/script&gt;" in dom  # shown, as text
 
 
+def test_filters_hide_nodes_by_status_and_action(chromium_ok: None, site: Path) -> None:
+    dom = browser.dom(site, "#hide=status:buggy,action:debug")
+    sections = dict(re.findall(r'<section class="node [^"]*" id="node-(\d)"[^>]*?( hidden[^>]*)?>', dom))
+    assert sorted(sections) == ["0", "1", "2", "3", "4"]
+    assert {k for k, hidden in sections.items() if hidden} == {"0", "3"}  # node 0 is buggy, node 3 a debug
+    assert re.search(r'<li data-status="buggy"[^>]*class="status-buggy filtered"', dom)
+
+
 def test_the_hostile_check_can_fail(chromium_ok: None, tmp_path: Path) -> None:
     """The same check on a page that pastes the log in raw: the injected script runs."""
     raw = tmp_path / "raw.html"
