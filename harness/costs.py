@@ -126,13 +126,19 @@ def _at(curve: pd.DataFrame, column: str, level: float) -> float:
 
 
 def equal_budget(
-    results_dir: Path, nodes: Sequence[int] = NODE_LEVELS, dollars: Sequence[float] | None = None
+    results_dir: Path,
+    nodes: Sequence[int] = NODE_LEVELS,
+    dollars: Sequence[float] | None = None,
+    *,
+    dense: bool = False,
 ) -> pd.DataFrame:
     """Mean over an agent's finished runs of the best search FSR within each budget.
 
     Rows: model, scaffold, hints, budget (`nodes` or `usd`), level, runs, mean_fsr. Dollar
     levels default to the ladder up to the first that covers the costliest run; levels past
-    a run's own spend give that run's final best (it stopped within the budget)."""
+    a run's own spend give that run's final best (it stopped within the budget). `dense`
+    takes every node count and every dollar amount at which some run's best could change
+    (for a chart)."""
     curves = []
     for run_dir in run_dirs(results_dir):
         info = read_run_info(run_dir)
@@ -144,6 +150,9 @@ def equal_budget(
     cols = ["model", "scaffold", "hints", "budget", "level", "runs", "mean_fsr"]
     if not curves:
         return pd.DataFrame(columns=cols)
+    if dense:
+        nodes = range(1, 1 + max(len(c) for _, c in curves))
+        dollars = sorted({float(x) for _, c in curves for x in c["cost_usd"]})
     if dollars is None:
         top = max(float(c["cost_usd"].iloc[-1]) for _, c in curves)
         ladder = [d for d in DOLLAR_LEVELS if d < top]
@@ -180,8 +189,9 @@ def budget_chart_png(table: pd.DataFrame) -> bytes | None:
             ax.step(
                 group["level"], group["mean_fsr"], where="post", marker="o", label=f"{model} · {scaffold} · {hints}"
             )
-        if budget == "usd" and not part.empty:
+        if budget == "usd" and not part.empty and (part["level"] > 0).all():
             ax.set_xscale("log")
+        ax.set_ylim(bottom=min(0.0, float(part["mean_fsr"].min()) if not part.empty else 0.0))
         ax.set_xlabel(label)
         ax.set_ylabel("mean best FSR (search runs)")
         ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")

@@ -62,7 +62,7 @@ def _equal_budget_section(results_dir: Path) -> tuple[str, str]:
     table = table.assign(column=pd.Categorical(labels, categories=order, ordered=True))
     wide = table.pivot_table(index=["model", "scaffold", "hints"], columns="column", values="mean_fsr", observed=True)
     wide = wide.reset_index()
-    png = budget_chart_png(table)
+    png = budget_chart_png(equal_budget(results_dir, dense=True))
     intro = (
         "Mean over tasks and seeds of the best node's FSR had the search stopped after its first N nodes "
         "or its first B dollars of model calls (each node's FSR from its own search run, unconfirmed)."
