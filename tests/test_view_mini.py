@@ -20,7 +20,10 @@ from tests.viewrun import build_runs
 
 @pytest.mark.slow
 @pytest.mark.timeout(3 * 3600)
-def test_mini_run_shows_every_node(tmp_path: Path, mini_data_dir: Path) -> None:
+def test_mini_run_shows_every_node(tmp_path: Path, mini_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One thread per run, as CPU tracks are meant to run: two threads on a busy 2-core machine
+    # made a step ten times slower.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     scripted, oracle = build_runs("mini", tmp_path / "results", mini_data_dir)
     assert scripted.status == "finished" and oracle.status == "finished"
     assert oracle.score is not None and oracle.score.valid_nodes == 1
