@@ -152,3 +152,17 @@ def test_report_has_the_equal_budget_view(toy_view_home: Path, tmp_path: Path) -
     assert "## FSR at equal budget" in md and "≤ 1 node" in md and "≤ $0.01" in md
     assert (results / "budget.png").read_bytes().startswith(b"\x89PNG")
     assert "FSR at equal budget" in (results / "report.html").read_text()
+
+
+def test_a_run_that_just_started_renders(toy_view_home: Path, tmp_path: Path) -> None:
+    """run.json written, nothing journaled yet, no score: the page says so instead of failing."""
+    run_dir = tmp_path / "results" / "fresh"
+    run_dir.mkdir(parents=True)
+    info = json.loads((_oracle(toy_view_home) / "run.json").read_text())
+    info.update(status="running", score=None, run_id="fresh")
+    (run_dir / "run.json").write_text(json.dumps(info))
+    run = load_run(run_dir)
+    assert run is not None and run.nodes == [] and run.live
+    page = render_run(run, refresh_s=5)
+    assert "none yet" in page and 'http-equiv="refresh" content="5"' in page
+    assert load_run(tmp_path / "results") is None  # not a run directory
