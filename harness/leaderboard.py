@@ -9,8 +9,10 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from harness.costs import run_cost
 from harness.eval.log import RunInfo, read_run
 from harness.scoring import benchmark_score
+from harness.similarity import node_similarity, task_records
 
 COLUMNS = [
     "model",
@@ -108,9 +110,10 @@ def collect(results_dir: Path) -> pd.DataFrame:
                 "tokens": info.usage.total_tokens,
                 "run_id": info.run_id,
                 **trust_fields(info),
+                **cost_and_similarity_columns(path.parent, info),
             }
         )
-    return pd.DataFrame(rows, columns=COLUMNS + TRUST_COLUMNS)
+    return pd.DataFrame(rows, columns=[*COLUMNS, *TRUST_COLUMNS, *EXTRA_COLUMNS])
 
 
 def trust_fields(info: RunInfo) -> dict[str, Any]:
@@ -124,6 +127,36 @@ def trust_fields(info: RunInfo) -> dict[str, Any]:
         "pairs": est.pairs if est else None,
         "protection": ", ".join(s.protection) if s is not None and s.protection else SELF_REPORTED,
         "review": bool(s is not None and s.fsr > REVIEW_FSR),
+    }
+
+
+# ---- columns beside the score: spend (harness.costs) and closeness to the human change -------------
+
+#: After the score's columns: tokens, dollars and compute per run, FSR per unit of each, and
+#: how much of record i+1's change the best node made (harness.similarity).
+EXTRA_COLUMNS = [
+    "input_tokens",
+    "output_tokens",
+    "search_hours",
+    "confirm_hours",
+    "gpu_hours",
+    "cpu_hours",
+    "fsr_per_usd",
+    "fsr_per_gpu_hour",
+    "fsr_per_cpu_hour",
+    "similarity",
+    "similarity_hunks",
+]
+
+
+def cost_and_similarity_columns(run_dir: Path, info: RunInfo) -> dict[str, object]:
+    cost = run_cost(run_dir, info)
+    best = info.score.best_node if info.score else None
+    sim = node_similarity(run_dir, task_records(info), best) if best is not None else None
+    return {
+        **cost.model_dump(include=set(EXTRA_COLUMNS)),
+        "similarity": sim.lines if sim else None,
+        "similarity_hunks": sim.hunks if sim else None,
     }
 
 

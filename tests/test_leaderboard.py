@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli.app import app
-from harness.eval.evaluate import EvalConfig, Reference, RunInfo, TaskScore, write_run
+from harness.eval.config import EvalConfig
+from harness.eval.log import Reference, RunInfo, TaskScore, write_run
 from harness.leaderboard import (
     COLUMNS,
     DISPLAY_COLUMNS,

@@ -8,6 +8,8 @@ a round alike, so the ratio of two records within a round is steadier than eithe
 from __future__ import annotations
 
 import hashlib
+import shutil
+import stat
 import statistics
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -99,6 +101,35 @@ def calibration_runs_dir(track: Track, executor: str, target_val_loss: float) ->
     """Where the calibration runs of one calibration file keep their workspaces and logs."""
     path = calibration_path(track, executor, target_val_loss)
     return path.parent.parent / "runs" / track.name / path.stem
+
+
+#: Under a run directory: the logs of the reference runs its times come from, one per record.
+REFERENCES_DIR = "references"
+#: A reference log longer than this is not copied (the records' own logs are a few kB).
+MAX_REFERENCE_LOG_BYTES = 8 << 20
+
+
+def keep_reference_logs(
+    track: Track, executor: str, target_val_loss: float, records: list[Record], run_dir: Path
+) -> None:
+    """Copy the last calibration log of each record into `run_dir/references/<record>.log`.
+
+    The calibration's own copy lives in the user's cache, is overwritten by the next
+    calibration and is found only on the machine that made it; a run directory keeps the
+    curves its reference times come from, so a viewer elsewhere can plot them.
+    """
+    work = calibration_runs_dir(track, executor, target_val_loss)
+    out = run_dir / REFERENCES_DIR
+    for rec in records:
+        src = work / rec.id / "run.log"
+        try:
+            info = src.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_REFERENCE_LOG_BYTES:
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, out / f"{rec.id}.log", follow_symlinks=False)
 
 
 def load_calibration(track: Track, executor: str, target_val_loss: float) -> Calibration:

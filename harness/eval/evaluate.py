@@ -287,6 +287,7 @@ class Evaluation:
             loosened_target=self.cfg.target_val_loss is not None,
             emit=self.emit,
             source=self.cfg.references,
+            run_dir=self.run_dir,
         )
 
     def score(self, journal: Journal, ref: Reference, executor: Executor, spec: MeasureSpec) -> TaskScore:
