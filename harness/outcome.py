@@ -91,6 +91,15 @@ class ClockCheck(BaseModel):
     relative_margin: float = 0.25
     min_margin_s: float = 2.0
 
+    #: How much a run's untimed share may exceed record i's before the excess counts as training
+    #: time: the larger of `min_jitter_s` and `relative_jitter` of record i's (start-up varies).
+    relative_jitter: float = 0.25
+    min_jitter_s: float = 0.25
+
+    @property
+    def jitter_s(self) -> float:
+        return max(self.min_jitter_s, self.relative_jitter * self.reference_untimed_s)
+
     @property
     def allowed_untimed_s(self) -> float:
         return self.reference_untimed_s + max(self.min_margin_s, self.relative_margin * self.reference_untimed_s)
@@ -169,7 +178,8 @@ def judge(
     if run.wall_s > 0 and parsed.train_time_ms is not None:
         protection.append("clock-checked" if clock is not None else "clock-bounded")
         if clock is not None:
-            harness_ms = max(parsed.train_time_ms, 1000 * (run.wall_s - clock.reference_untimed_s))
+            counted = run.wall_s - clock.reference_untimed_s - clock.jitter_s
+            harness_ms = max(parsed.train_time_ms, 1000 * counted)
     return RunResult(
         val_loss=parsed.val_loss,
         train_time_ms=parsed.train_time_ms,

@@ -18,9 +18,10 @@ from harness.search.journal import Journal
 from tests.fake_llm_server import FakeLLMServer, answer
 from tests.toytrack import toy_script, write_toy_track
 
-#: Toy steps long enough that a run's "training" outweighs the jitter of Python's start-up on a
-#: loaded machine (a tenth of a second), which the untimed share of a run is made of.
 STEP_S = 0.02
+#: For the cheat that moves work out of the clock: steps long enough that a run's "training"
+#: outweighs the start-up jitter the harness clock forgives (`ClockCheck.jitter_s`, 0.25 s at least).
+SLOW_STEP_S = 0.05
 #: The toy record 00's script with the faster decay of record 01: an honest candidate.
 HONEST = toy_script(0.04, step_s=STEP_S)
 
@@ -45,13 +46,6 @@ LOOP_START = "train_ms = 0.0\nfor step in range(STEPS + 1):"
 TIMED_STEP = "    t0 = time.perf_counter()\n    time.sleep(STEP_S)\n"
 
 CHEATS = {
-    # Record i's own training, most of it done before the clock starts ("warm-up"), the rest timed.
-    "untimed-warm-up": (
-        toy_script(0.02, step_s=STEP_S)
-        .replace("train_ms = 0.0\n", "train_ms = 0.0\ntime.sleep(STEP_S * 60)  # 'warm-up'\nWARM = 60\n")
-        .replace("    time.sleep(STEP_S)\n", "    time.sleep(STEP_S if step >= WARM else 0)\n"),
-        "score",
-    ),
     # The clock is patched to run at a tenth of the speed.
     "slow-clock": (
         cheat("import time\n", "import time\n_real = time.perf_counter\ntime.perf_counter = lambda: _real() / 10\n"),
@@ -81,7 +75,7 @@ def server() -> Iterator[FakeLLMServer]:
         yield fake
 
 
-def _evaluate(tmp_path: Path, server: FakeLLMServer, code: str) -> tuple[float, Journal]:
+def _evaluate(tmp_path: Path, server: FakeLLMServer, code: str, runs: int = 2) -> tuple[float, Journal]:
     server.default = answer(whole_file(code))
     cfg = EvalConfig(
         task="toy-0",
@@ -90,8 +84,8 @@ def _evaluate(tmp_path: Path, server: FakeLLMServer, code: str) -> tuple[float, 
         scaffold="flat",
         scaffold_args={"nodes": 1},
         results_dir=tmp_path / "results",
-        calibration_runs=2,
-        confirm_runs=2,
+        calibration_runs=runs,
+        confirm_runs=runs,
     )
     info = evaluate(cfg)
     assert info.score is not None, info.status_detail
@@ -153,3 +147,22 @@ def test_a_printed_train_time_longer_than_the_run_is_invalid(
     _, journal = _evaluate(tmp_path, server, code)
     node = journal.all()[0]
     assert node.status == "invalid" and "exceeds the run's wall time" in (node.error or "")
+
+
+def test_work_moved_before_the_clock_is_timed_anyway(
+    tmp_path: Path, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Record i's own training, most of it done before the clock starts ("warm-up"), the rest timed:
+    printed, it looks six times faster; the harness's clock counts the warm-up."""
+    root = write_toy_track(tmp_path / "slow-home", step_s=SLOW_STEP_S)
+    monkeypatch.setenv("SPEEDRUN_HOME", str(root))
+    code = (
+        toy_script(0.02, step_s=SLOW_STEP_S)
+        .replace("train_ms = 0.0\n", "train_ms = 0.0\ntime.sleep(STEP_S * 60)  # 'warm-up'\nWARM = 60\n")
+        .replace("    time.sleep(STEP_S)\n", "    time.sleep(STEP_S if step >= WARM else 0)\n")
+    )
+    fsr, journal = _evaluate(tmp_path, server, code, runs=1)
+    node = journal.all()[0]
+    assert node.result is not None and node.result.train_time_ms is not None
+    assert node.result.train_time_ms < 1000 * 20 * SLOW_STEP_S, "the script's own clock says it is fast"
+    assert fsr == 0.0, (node.status, node.result.harness_time_ms)
