@@ -70,7 +70,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from harness import containers
+from harness.execution import images as containers
 from harness.errors import SpeedrunError
 
 say = lambda msg: print(f"[docker-engine] {msg}", flush=True)

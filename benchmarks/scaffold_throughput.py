@@ -86,7 +86,7 @@ class FixedJobExecutor(Executor):
         with self._lock:
             self._running -= 1
             self.busy_s += elapsed
-        return ExecResult(exit_code=0, wall_time_s=elapsed, log_path=spec.log_path, executor=self.name, sandboxed=False)
+        return ExecResult(exit_code=0, wall_s=elapsed, log_path=spec.log_path, executor=self.name, sandboxed=False)
 
 
 def measure(

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 from harness.coder.prompts import hints_for, parse_hint_levels
 from harness.coder.transcript import recorded_call
 from harness.errors import ConfigError, SpeedrunError
-from harness.eval.evaluate import RunInfo
+from harness.eval.log import RunInfo
 from harness.manifests.tracks import Task, get_task, load_track
 from harness.models import Usage, get_model
 from harness.models.base import CodingContext, Message, Model, ModelError

@@ -11,7 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from harness.costs import budget_chart_png, equal_budget
-from harness.leaderboard import DISPLAY_COLUMNS, collect, fmt_cell, summary
+from harness.leaderboard import DISPLAY_COLUMNS, TRUST_DISPLAY_COLUMNS, collect, fmt_cell, summary
+
+SUMMARY_TITLE = "Mean FSR per agent (per task first, seeds averaged; bootstrap 95% CI over tasks; IQM)"
 
 
 def _markdown_table(df: pd.DataFrame) -> str:
@@ -82,10 +84,10 @@ def write_report(results_dir: Path) -> tuple[Path, Path]:
     df = collect(results_dir)
     summ = summary(df)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    per_task = df[DISPLAY_COLUMNS]
+    per_task = df[DISPLAY_COLUMNS + TRUST_DISPLAY_COLUMNS]
     md = [
         f"# speedrun report\n\n{len(df)} evaluations under `{results_dir}`, {stamp}.\n",
-        "## Mean FSR per agent (95% CI over tasks)\n",
+        f"## {SUMMARY_TITLE}\n",
         _markdown_table(summ),
         "\n## Every evaluation\n",
         _markdown_table(per_task),
@@ -108,7 +110,7 @@ def write_report(results_dir: Path) -> tuple[Path, Path]:
         "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}</style>"
         f"<h1>speedrun report</h1><p>{len(df)} evaluations under <code>{html.escape(str(results_dir))}</code>, "
-        f"{stamp}.</p><h2>Mean FSR per agent (95% CI over tasks)</h2>{summ.to_html(index=False, na_rep='-')}"
+        f"{stamp}.</p><h2>{SUMMARY_TITLE}</h2>{summ.to_html(index=False, na_rep='-')}"
         f"{img}<h2>Every evaluation</h2>{per_task.to_html(index=False, na_rep='-')}{budget_html}"
     )
     html_path = results_dir / "report.html"

@@ -26,7 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from harness.errors import SpeedrunError
-from harness.eval.evaluate import RunInfo
+from harness.eval.log import RunInfo
 from harness.manifests.tracks import Record, get_task, load_track
 from harness.rundir import node_code
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from harness.costs import budget_curve, equal_budget, run_cost
-from harness.eval.evaluate import Confirmation, EvalConfig, Reference, RunInfo, TaskScore, write_run
+from harness.eval.config import EvalConfig
+from harness.eval.log import Confirmation, Reference, RunInfo, TaskScore, write_run
 from harness.machine import this_machine
 from harness.models.base import Usage
 from harness.outcome import RunResult

@@ -9,7 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli.app import app
-from harness.eval.evaluate import EvalConfig, evaluate, read_run
+from harness.eval.config import EvalConfig
+from harness.eval.evaluate import evaluate
+from harness.eval.log import read_run
 from harness.leaderboard import collect
 
 runner = CliRunner()

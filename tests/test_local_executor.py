@@ -92,3 +92,36 @@ def test_missing_program(tmp_path: Path) -> None:
     spec.command = ["/nonexistent/python"]
     res = LocalExecutor().run(spec)
     assert res.error and "could not start" in res.error
+
+
+def test_the_harness_clocks_the_run_with_its_descendants(tmp_path: Path) -> None:
+    """`cpu_s` is measured, not reported: it includes a grandchild's CPU time, and the script
+    printing a time of its own changes nothing."""
+    burn = "import time\nwhile time.process_time() < 0.6: pass\n"
+    code = (
+        "import subprocess, sys\n"
+        f"subprocess.run([sys.executable, '-c', {burn!r}], check=True)\n"
+        "print('step:1/1 val_loss:1.0 train_time:1ms step_avg:1.00ms', flush=True)\n"
+    )
+    res = LocalExecutor().run(_spec(tmp_path, code))
+    assert res.ok
+    assert res.cpu_s is not None and res.cpu_s >= 0.6
+    assert res.wall_s > 0 and res.wall_time_s == res.wall_s
+
+
+def test_a_raising_line_callback_is_a_warning_not_a_timeout(tmp_path: Path) -> None:
+    def broken(line: str) -> None:
+        raise RuntimeError(f"renderer bug on {line!r}")
+
+    res = LocalExecutor().run(_spec(tmp_path, "for k in range(3): print('line', k, flush=True)\n"), broken)
+    assert res.ok and not res.timed_out
+    assert "renderer bug on 'line 0'" in res.warnings[0]
+    assert (tmp_path / "run.log").read_text() == "line 0\nline 1\nline 2\n"
+
+
+def test_a_huge_line_without_newline_is_cut_for_the_callback(tmp_path: Path) -> None:
+    lines: list[str] = []
+    code = "import sys\nsys.stdout.write('x' * 5_000_000)\nsys.stdout.flush()\nprint()\nprint('after')\n"
+    res = LocalExecutor().run(_spec(tmp_path, code), lines.append)
+    assert res.ok and lines[-1] == "after"
+    assert max(len(line) for line in lines) < 70_000

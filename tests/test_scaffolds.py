@@ -157,7 +157,7 @@ class FakeExecutor(Executor):
             self.runs.append((spec.label, t0, time.monotonic()))
         return ExecResult(
             exit_code=code_exit,
-            wall_time_s=time.monotonic() - t0,
+            wall_s=time.monotonic() - t0,
             log_path=spec.log_path,
             executor=self.name,
             sandboxed=False,

@@ -13,7 +13,6 @@ Re-running the same command resumes the chain step by step.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +20,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from harness.eval.evaluate import EvalConfig, RunInfo, evaluate
+from harness.eval.config import EvalConfig, run_name
+from harness.eval.evaluate import evaluate
+from harness.eval.log import RunInfo
 from harness.events import Event, EventSink, ignore
+from harness.fsutil import write_text_atomic
 from harness.manifests.tracks import get_task, load_track
+from harness.search.node import CODE_DIR, WORKSPACE_DIR
 
 CHAIN_JSON = "cumulative.json"
 
@@ -69,7 +72,7 @@ def chain_dir(base: EvalConfig, first_task: str) -> Path:
         parts.append(f"target{base.target_val_loss:g}")
     if base.analyze:
         parts.append("analyze")
-    return base.results_dir / "cumulative" / re.sub(r"[^A-Za-z0-9._+-]+", "-", "__".join(parts))
+    return base.results_dir / "cumulative" / run_name(parts)
 
 
 def run_chain(
@@ -125,20 +128,25 @@ def run_chain(
 
 
 def _best_file(run_dir: Path, info: RunInfo, cfg: EvalConfig) -> Path | None:
-    """The main script of the step's best valid node, if it has one."""
+    """The main script of the step's best valid node as the model wrote it (saved by the harness
+    when the node was coded, never a file a run left in its workspace), if it has one."""
     if info.score is None or info.score.best_node is None:
         return None
     task = get_task(cfg.task)
     script = load_track(task.track).record(task.from_record).script
-    path = run_dir / "nodes" / str(info.score.best_node) / "workspace" / script
-    return path if path.is_file() else None
+    ndir = run_dir / "nodes" / str(info.score.best_node)
+    for folder in (CODE_DIR, WORKSPACE_DIR):  # runs from before code/ existed kept it in the workspace
+        path = ndir / folder / script
+        if path.is_symlink() or (ndir / folder).is_symlink():
+            return None
+        if path.is_file():
+            return path
+    return None
 
 
 def _write(root: Path, chain: Chain) -> None:
     chain.updated_at = datetime.now(UTC)
-    tmp = root / (CHAIN_JSON + ".tmp")
-    tmp.write_text(chain.model_dump_json(indent=2))
-    tmp.replace(root / CHAIN_JSON)
+    write_text_atomic(root / CHAIN_JSON, chain.model_dump_json(indent=2))
 
 
 def read_chain(root: Path) -> Chain | None:

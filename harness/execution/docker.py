@@ -19,13 +19,15 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from harness.errors import ConfigError
-from harness.execution.base import ExecResult, Executor, LineCallback, RunSpec
+from harness.execution.base import MAX_LOG_BYTES, ExecResult, Executor, LineCallback, LogSink, RunSpec
 from harness.execution.environment import THREAD_VARS, candidate_env
-from harness.execution.local import MAX_LOG_BYTES
+from harness.execution.gpus import GpuSpec
+from harness.execution.registry import register
 
 #: Where the run sees its workspace and its data.
 WORKSPACE = "/workspace"
@@ -41,6 +43,7 @@ ORPHAN_GRACE_S = 60.0
 DRAIN_S = 10.0
 
 
+@register
 class DockerExecutor(Executor):
     """Runs each candidate in its own container; defaults fit the mini track on a laptop.
 
@@ -223,13 +226,12 @@ class DockerExecutor(Executor):
     def _run_container(self, container: Any, spec: RunSpec, on_line: LineCallback | None) -> ExecResult:
         import docker
 
-        flooded = threading.Event()
-        callback_errors: list[Exception] = []
         # Attached before the start, like `docker run`: following the engine's log file
         # instead (`logs(follow=True)`) was seen to end before the last lines arrived.
         output = _attach(container)
         try:
             with open(spec.log_path, "wb") as log:
+                sink = LogSink(log, on_line, max_bytes=self.max_log_bytes)
                 try:
                     container.start()
                 except docker.errors.APIError as exc:
@@ -238,11 +240,11 @@ class DockerExecutor(Executor):
                 start = time.monotonic()
                 deadline = start + spec.time_limit_s
                 frames = (data for _, data in docker.utils.socket.frames_iter(output, tty=False))
-                callback = _guarded(on_line, callback_errors) if on_line is not None else None
-                pump = threading.Thread(target=self._pump, args=(frames, log, callback, flooded), daemon=True)
+                pump = threading.Thread(target=_pump, args=(frames, sink), daemon=True)
                 pump.start()
+                cpu = _CpuProbe(container)
                 try:
-                    exit_code = self._wait(container, pump, flooded, deadline)
+                    exit_code = self._wait(container, pump, sink, deadline, cpu)
                     wall = time.monotonic() - start
                     if exit_code is None:
                         _kill(container)
@@ -255,36 +257,39 @@ class DockerExecutor(Executor):
         container.reload()
         state = container.attrs.get("State", {})
         timed_out = exit_code is None
-        error = f"log exceeded {self.max_log_bytes // 2**20} MiB; run killed" if flooded.is_set() else None
+        error = sink.flood_error
         if state.get("Error"):
             error = error or f"container error: {state['Error']}"
-        if callback_errors:
-            # A fault of the caller's, not of the run: raised once the run is over and saved.
-            raise callback_errors[0]
         return self._result(
             spec,
             exit_code=exit_code,
             timed_out=timed_out,
             oom=bool(state.get("OOMKilled")) and not timed_out,
             error=error,
-            wall_time_s=wall,
+            wall_s=_engine_wall_s(state) or wall,
+            cpu_s=cpu.last_s,
+            warnings=sink.warnings,
         )
 
-    def _wait(self, container: Any, pump: threading.Thread, flooded: threading.Event, deadline: float) -> int | None:
+    def _wait(
+        self, container: Any, pump: threading.Thread, sink: LogSink, deadline: float, cpu: _CpuProbe
+    ) -> int | None:
         """The exit status, or None when the deadline passed first.
 
         Waiting in short slices keeps the main thread responsive to Ctrl-C, which a
-        blocking HTTP wait on the engine would not be.
+        blocking HTTP wait on the engine would not be; each slice also reads the run's CPU
+        usage, which the engine forgets once the container has stopped.
         """
         import requests
 
         killed = False
         while pump.is_alive() and time.monotonic() < deadline:
-            if flooded.is_set() and not killed:
+            if sink.flooded.is_set() and not killed:
                 # Killed from here, not from the pump: the engine may wait for the output
                 # to be read before it lets the container die, and only the pump reads it.
                 _kill(container)
                 killed = True
+            cpu.sample()
             pump.join(timeout=POLL_S)
         # The log stream ends when the container stops, but it can also break early;
         # the engine's own wait is the authority on the exit.
@@ -292,48 +297,12 @@ class DockerExecutor(Executor):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
+            cpu.sample()
             try:
                 status = container.wait(timeout=min(remaining, 1.0))
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
                 continue
             return int(status.get("StatusCode", -1))
-
-    def _pump(
-        self,
-        stream: Iterable[bytes],
-        log: IO[bytes],
-        on_line: LineCallback | None,
-        flooded: threading.Event,
-    ) -> None:
-        """Copy the container's output to the log as it comes, and hand complete lines to `on_line`."""
-        import docker
-
-        written = 0
-        pending = b""
-        try:
-            for chunk in stream:
-                if flooded.is_set() or written + len(chunk) > self.max_log_bytes:
-                    # Past the cap the output is drained and dropped until the kill lands.
-                    if not flooded.is_set():
-                        flooded.set()
-                        log.write(b"\n[speedrun] log limit reached; run killed\n")
-                        log.flush()
-                    continue
-                log.write(chunk)
-                log.flush()
-                written += len(chunk)
-                if on_line is None:
-                    continue
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    on_line(raw.decode("utf-8", errors="replace"))
-        except (docker.errors.DockerException, OSError, ValueError):
-            # The stream breaks when the container is removed under it (Ctrl-C); what was
-            # written is kept and the waiting thread decides how the run ended.
-            pass
-        if on_line is not None and pending and not flooded.is_set():
-            on_line(pending.decode("utf-8", errors="replace"))
 
     def _result(self, spec: RunSpec, *, exit_code: int | None, **fields: Any) -> ExecResult:
         return ExecResult(
@@ -368,20 +337,8 @@ def prune_containers(client: Any, label: str | None = None) -> int:
 
 def device_requests(gpus: str | None) -> list[dict[str, Any]]:
     """`--gpus` as device requests: `all`, a count (`2`), or ids (`device=0,1`, `0,1`)."""
-    if gpus is None or gpus.strip() in ("", "none"):
-        return []
-    value = gpus.strip()
-    request: dict[str, Any] = {"driver": "nvidia", "capabilities": [["gpu"]]}
-    if value == "all":
-        request["count"] = -1
-    elif value.isdigit():
-        request["count"] = int(value)
-    else:
-        ids = value.removeprefix("device=").strip("\"'")
-        if not re.fullmatch(r"[\w-]+(,[\w-]+)*", ids):
-            raise ConfigError(f"cannot read --gpus {gpus!r}; use all, a count, or device ids like 0,1")
-        request["device_ids"] = ids.split(",")
-    return [request]
+    spec = GpuSpec.parse(gpus)
+    return spec.device_requests() if spec is not None else []
 
 
 def make_writable_for(workspace: Path, user: str) -> None:
@@ -417,19 +374,117 @@ def _walk(root: Path) -> Iterable[Path]:
         yield from (base / name for name in filenames)
 
 
-def _guarded(on_line: LineCallback, errors: list[Exception]) -> LineCallback:
-    """`on_line` that cannot stop the log: its first error is kept (for `run` to raise) and
-    later lines skip it, while the pump goes on copying the output to the log file."""
+def _pump(frames: Iterable[bytes], sink: LogSink) -> None:
+    """Copy the container's output frames into the sink as they come."""
+    import docker
 
-    def deliver(line: str) -> None:
-        if errors:
-            return
+    try:
+        for chunk in frames:
+            sink.feed(chunk)
+    except (docker.errors.DockerException, OSError, ValueError):
+        # The stream breaks when the container is removed under it (Ctrl-C); what was
+        # written is kept and the waiting thread decides how the run ended.
+        pass
+    sink.finish()
+
+
+class _CpuProbe:
+    """The CPU time a running container has used, from its cgroup (all its processes together).
+
+    Read from this host's cgroup files when the engine runs here (cheap, so every poll), else
+    from the engine's stats every few seconds. The engine drops a container's cgroup when it
+    stops, so the last reading before the exit is the figure: a lower bound by at most one
+    poll's worth of CPU. None when neither source answers.
+    """
+
+    STATS_EVERY_S = 3.0
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self.last_s: float | None = None
+        self._file: Path | None = None
+        self._kind = ""
+        self._next_stats = 0.0
+        self._located = False
+
+    def sample(self) -> None:
+        if not self._located:
+            self._located = True
+            self._locate()
+        if self._file is not None:
+            value = self._read_file()
+            if value is not None:
+                self.last_s = value
+                return
+        if time.monotonic() >= self._next_stats:
+            self._next_stats = time.monotonic() + self.STATS_EVERY_S
+            self._read_stats()
+
+    def _locate(self) -> None:
+        """The container's cgroup CPU file, through its main process's /proc entry."""
+        with contextlib.suppress(*_engine_errors(), KeyError, ValueError, TypeError, OSError):
+            self.container.reload()
+            pid = int(self.container.attrs["State"]["Pid"])
+            if pid <= 0:
+                return
+            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+            if not any(self.container.id in line for line in lines):
+                return  # another machine's engine: that pid is not the container here
+            for line in lines:
+                _, controllers, path = line.split(":", 2)
+                if "cpuacct" in controllers.split(","):
+                    for mount in ("cpuacct", "cpu,cpuacct", "cpuacct,cpu"):
+                        candidate = Path("/sys/fs/cgroup", mount, path.lstrip("/"), "cpuacct.usage")
+                        if candidate.is_file():
+                            self._file, self._kind = candidate, "ns"
+                            return
+            for line in lines:
+                _, controllers, path = line.split(":", 2)
+                if controllers == "":
+                    for mount in ("", "unified"):
+                        candidate = Path("/sys/fs/cgroup", mount, path.lstrip("/"), "cpu.stat")
+                        if candidate.is_file():
+                            self._file, self._kind = candidate, "stat"
+                            return
+
+    def _read_file(self) -> float | None:
+        assert self._file is not None
         try:
-            on_line(line)
-        except Exception as exc:
-            errors.append(exc)
+            text = self._file.read_text()
+        except OSError:
+            return None
+        if self._kind == "ns":
+            return int(text.strip()) / 1e9
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                return int(value) / 1e6
+        return None
 
-    return deliver
+    def _read_stats(self) -> None:
+        with contextlib.suppress(*_engine_errors(), KeyError, ValueError, TypeError):
+            stats = self.container.stats(stream=False, one_shot=True)
+            total = int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
+            if total > 0:
+                self.last_s = total / 1e9
+
+
+def _engine_wall_s(state: dict[str, Any]) -> float | None:
+    """Start to exit by the engine's own clock (nanosecond timestamps), if it recorded both."""
+    try:
+        started, finished = (_parse_engine_time(state[k]) for k in ("StartedAt", "FinishedAt"))
+    except (KeyError, ValueError, TypeError):
+        return None
+    seconds = (finished - started).total_seconds()
+    return seconds if seconds > 0 else None
+
+
+def _parse_engine_time(value: str) -> datetime:
+    """`2024-05-01T12:00:00.123456789Z` (Go's RFC 3339 with nanoseconds) as a datetime."""
+    head, _, frac = value.rstrip("Z").partition(".")
+    digits = re.match(r"\d*", frac)
+    micro = (digits.group(0) if digits else "")[:6].ljust(6, "0")
+    return datetime.fromisoformat(f"{head}.{micro}+00:00")
 
 
 def _attach(container: Any) -> Any:

@@ -8,17 +8,19 @@ import signal
 import subprocess
 import threading
 import time
-from typing import IO
 
-from harness.execution.base import ExecResult, Executor, LineCallback, RunSpec
+from harness.execution.base import MAX_LOG_BYTES, ExecResult, Executor, LineCallback, LogSink, RunSpec
 from harness.execution.environment import candidate_env
+from harness.execution.gpus import GpuSpec
+from harness.execution.registry import register
 
-#: A run that writes more than this is killed: a flooding script must not fill the disk.
-MAX_LOG_BYTES = 64 * 1024 * 1024
 #: After SIGTERM, how long a process group gets to exit before SIGKILL.
 KILL_GRACE_S = 3.0
+#: How long the log may take to drain after the run's process has exited.
+DRAIN_S = 10.0
 
 
+@register
 class LocalExecutor(Executor):
     name = "local"
     sandboxed = False
@@ -29,8 +31,11 @@ class LocalExecutor(Executor):
     def run(self, spec: RunSpec, on_line: LineCallback | None = None) -> ExecResult:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = candidate_env(spec.env)
-        start = time.monotonic()
+        gpus = GpuSpec.parse(spec.gpus)
+        if gpus is not None and (devices := gpus.visible_devices()):
+            env["CUDA_VISIBLE_DEVICES"] = devices  # a run slot's share of the GPUs
         with open(spec.log_path, "wb") as log:
+            start = time.monotonic()
             try:
                 # Own session = own process group, so the limit kills grandchildren too.
                 proc = subprocess.Popen(
@@ -43,81 +48,88 @@ class LocalExecutor(Executor):
                     start_new_session=True,
                 )
             except OSError as exc:
-                return ExecResult(
-                    exit_code=None,
-                    error=f"could not start {spec.command[0]!r}: {exc.strerror}",
-                    log_path=spec.log_path,
-                    executor=self.name,
-                    sandboxed=False,
-                )
+                return self._result(spec, exit_code=None, error=f"could not start {spec.command[0]!r}: {exc.strerror}")
             assert proc.stdout is not None
-            flooded = threading.Event()
-            pump = threading.Thread(target=self._pump, args=(proc.stdout, log, on_line, flooded, proc), daemon=True)
+            sink = LogSink(log, on_line, max_bytes=self.max_log_bytes, on_flood=lambda: _kill_group(proc))
+            pump = threading.Thread(target=sink.pump_fd, args=(proc.stdout.fileno(),), daemon=True)
             pump.start()
-            timed_out = False
+            waiter = _Waiter(proc, start)
             try:
-                proc.wait(timeout=spec.time_limit_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _kill_group(proc)
+                timed_out = not waiter.done.wait(timeout=spec.time_limit_s)
+                if timed_out:
+                    _kill_group(proc)
+                    waiter.done.wait()
             except BaseException:
                 _kill_group(proc)  # Ctrl-C or a crash of the harness must not leave the run behind
                 raise
             finally:
-                pump.join(timeout=10)
-            _kill_group(proc)  # stragglers that detached from the main process
-        wall = time.monotonic() - start
-        error = f"log exceeded {self.max_log_bytes // 2**20} MiB; run killed" if flooded.is_set() else None
-        code = proc.returncode
-        return ExecResult(
-            exit_code=None if timed_out else code,
+                _kill_group(proc)  # stragglers that detached from the main process
+                pump.join(timeout=DRAIN_S)
+                proc.stdout.close()
+        return self._result(
+            spec,
+            exit_code=None if timed_out else proc.returncode,
             timed_out=timed_out,
-            error=error,
-            wall_time_s=wall,
-            log_path=spec.log_path,
-            executor=self.name,
-            sandboxed=False,
+            error=sink.flood_error,
+            wall_s=waiter.wall_s,
+            cpu_s=waiter.cpu_s,
+            warnings=sink.warnings,
         )
 
-    def _pump(
-        self,
-        stream: IO[bytes],
-        log: IO[bytes],
-        on_line: LineCallback | None,
-        flooded: threading.Event,
-        proc: subprocess.Popen[bytes],
-    ) -> None:
-        written = 0
-        for raw in iter(stream.readline, b""):
-            if flooded.is_set() or written + len(raw) > self.max_log_bytes:
-                if not flooded.is_set():
-                    flooded.set()
-                    log.write(b"\n[speedrun] log limit reached; run killed\n")
-                    log.flush()
-                    _kill_group(proc)
-                continue
-            log.write(raw)
-            log.flush()
-            written += len(raw)
-            if on_line is not None:
-                on_line(raw.decode("utf-8", errors="replace").rstrip("\n"))
+    def _result(self, spec: RunSpec, *, exit_code: int | None, **fields: object) -> ExecResult:
+        return ExecResult.model_validate(
+            {
+                "exit_code": exit_code,
+                "log_path": spec.log_path,
+                "executor": self.name,
+                "sandboxed": self.sandboxed,
+                **fields,
+            }
+        )
+
+
+class _Waiter:
+    """Reaps the run's process in a thread, with its resource usage.
+
+    `wait4` gives the CPU time of the process and of every descendant it (or a reaper under
+    it, such as a sandbox's PID 1) waited for: the harness's own measure of the run's work.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], start: float) -> None:
+        self.proc = proc
+        self.start = start
+        self.done = threading.Event()
+        self.wall_s = 0.0
+        self.cpu_s: float | None = None
+        threading.Thread(target=self._wait, daemon=True).start()
+
+    def _wait(self) -> None:
+        try:
+            _, status, usage = os.wait4(self.proc.pid, 0)
+        except ChildProcessError:  # reaped elsewhere; the status is Popen's
+            self.proc.wait()
+        else:
+            self.wall_s = time.monotonic() - self.start
+            self.cpu_s = usage.ru_utime + usage.ru_stime
+            self.proc.returncode = os.waitstatus_to_exitcode(status)
+        finally:
+            if not self.wall_s:
+                self.wall_s = time.monotonic() - self.start
+            self.done.set()
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        pgid = proc.pid
+    """SIGTERM, then SIGKILL, to the run's process group (the group id is the leader's pid)."""
+    pgid = proc.pid
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pgid, sig)
         except (ProcessLookupError, PermissionError):
             return
-        try:
-            proc.wait(timeout=KILL_GRACE_S)
-        except subprocess.TimeoutExpired:
-            continue
-        if sig == signal.SIGTERM:
+        deadline = time.monotonic() + KILL_GRACE_S
+        while proc.returncode is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.returncode is not None:
             # The leader exited; kill what is left of its group.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)

@@ -10,6 +10,7 @@ the model as "the candidate's code".
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -66,3 +67,17 @@ def source_files(
         if text is not None:
             out[str(path.relative_to(workspace))] = text
     return out
+
+
+def write_files(root: Path, files: dict[str, str]) -> None:
+    """Lay `files` out under `root` (created fresh); a name that leaves `root` is refused."""
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    base = root.resolve()
+    for name, text in files.items():
+        path = (root / name).resolve()
+        if not path.is_relative_to(base) or path == base:
+            raise ValueError(f"file name {name!r} is outside the workspace")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)

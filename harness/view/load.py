@@ -10,7 +10,7 @@ from harness.coder.transcript import Exchange
 from harness.costs import RunCost, node_fsr, run_cost
 from harness.errors import SpeedrunError
 from harness.eval.calibration import REFERENCES_DIR
-from harness.eval.evaluate import RunInfo
+from harness.eval.log import RunInfo
 from harness.judge import Verdict, read_verdict
 from harness.logparse import parse_log
 from harness.manifests.tracks import get_task
@@ -26,8 +26,8 @@ from harness.rundir import (
     read_journal,
     read_run_info,
 )
-from harness.search.engine import ANALYSIS_MD
 from harness.search.journal import ActionKind, Node
+from harness.search.node import ANALYSIS_MD
 from harness.similarity import Similarity, TaskRecords, record_diff, similarity, task_records
 
 #: Shown of a node's log: its head and its tail, the middle cut.
