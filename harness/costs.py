@@ -5,8 +5,9 @@ included). Compute comes from the nodes' results: each candidate run's wall time
 harness's executor measured it (`RunResult.wall_time_s`), plus the confirmation runs'
 train times from confirm.json (their wall time is not recorded, so that part is a lower
 bound). Calibration runs are shared by every evaluation on a machine and are not counted.
-A GPU-hour is an hour of one GPU: a run of a GPU track's command uses `--gpus` of them; a
-run of a CPU track is one pinned thread, so its CPU-hours are its hours.
+A GPU-hour is an hour of one GPU: a run of a GPU track's command uses `--gpus` of them. A
+CPU track's CPU-hours are the CPU time the executor measured for each run (`cpu_s`, every
+thread counted), or its wall time where that was not measured, plus the confirmation's.
 
 "FSR at equal budget" asks: had the search stopped after its first N nodes (or its first
 B dollars of model calls, node by node in the order they were started), how good was its
@@ -23,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel
 
-from harness.errors import ManifestError
+from harness.errors import ManifestError, SpeedrunError
 from harness.eval.log import RunInfo
 from harness.eval.setup import NPROC_PLACEHOLDER, gpu_count
 from harness.manifests.tracks import load_track
@@ -61,7 +62,7 @@ def _gpus_per_run(info: RunInfo) -> int | None:
     if any(NPROC_PLACEHOLDER in part for part in track.command):
         try:
             return gpu_count(info.config.gpus)
-        except ValueError:
+        except SpeedrunError:
             return None
     return None
 
@@ -73,6 +74,10 @@ def _per(value: float | None, amount: float | None) -> float | None:
 def run_cost(run_dir: Path, info: RunInfo) -> RunCost:
     nodes = read_journal(run_dir).all()
     search_s = sum(n.result.wall_time_s for n in nodes if n.result is not None)
+    # CPU time where the executor measured it (a run of several threads counts each), else wall time.
+    search_cpu_s = sum(
+        n.result.cpu_s if n.result.cpu_s is not None else n.result.wall_time_s for n in nodes if n.result is not None
+    )
     conf = read_confirmation(run_dir)
     confirm_ms = 0.0
     if conf is not None:
@@ -80,7 +85,7 @@ def run_cost(run_dir: Path, info: RunInfo) -> RunCost:
     hours = search_s / 3600 + confirm_ms / 3.6e6
     gpus = _gpus_per_run(info)
     gpu_hours = hours * gpus if gpus else None
-    cpu_hours = None if gpus else hours
+    cpu_hours = None if gpus else search_cpu_s / 3600 + confirm_ms / 3.6e6
     score = info.score.fsr if info.score else None
     return RunCost(
         input_tokens=info.usage.input_tokens,

@@ -113,7 +113,7 @@ def collect(results_dir: Path) -> pd.DataFrame:
                 **cost_and_similarity_columns(path.parent, info),
             }
         )
-    return pd.DataFrame(rows, columns=[*COLUMNS, *TRUST_COLUMNS, *EXTRA_COLUMNS])
+    return pd.DataFrame(rows, columns=COLUMNS + TRUST_COLUMNS + EXTRA_COLUMNS)
 
 
 def trust_fields(info: RunInfo) -> dict[str, Any]:

@@ -188,10 +188,24 @@ def read_confirmation(run_dir: Path) -> Confirmation | None:
 
 
 def node_code(run_dir: Path, node_id: int, main_file: str) -> str | None:
-    """The node's main script as the model wrote it (`code/`; runs from before it existed kept it
-    only in the workspace). None when absent, linked or too large."""
-    for folder in (CODE_DIR, WORKSPACE_DIR):
-        got = read_bounded(run_dir, node_path(node_id, folder, *PurePosixPath(main_file).parts), SOURCE_MAX)
+    """The node's main script as the model wrote it (`code/`, saved at coding time), or for runs
+    from before `code/` existed as its workspace holds it; None when absent, linked or too large."""
+    parts = PurePosixPath(main_file).parts
+    for where in (CODE_DIR, WORKSPACE_DIR):
+        got = read_bounded(run_dir, node_path(node_id, where, *parts), SOURCE_MAX)
         if got is not None:
             return None if got.cut else got.text
+        if where == CODE_DIR and _exists(run_dir, node_path(node_id, CODE_DIR)):
+            return None  # the node has saved code but not this file: the scratch copy is not its code
     return None
+
+
+def _exists(root: Path, rel: PurePosixPath) -> bool:
+    parts = _parts(rel)
+    if parts is None:
+        return False
+    try:
+        os.close(_open_dir(root, parts))
+    except OSError:
+        return False
+    return True

@@ -15,6 +15,7 @@ from harness.eval.log import Reference, RunInfo, TaskScore, write_run
 from harness.leaderboard import (
     COLUMNS,
     DISPLAY_COLUMNS,
+    EXTRA_COLUMNS,
     SELF_REPORTED,
     TRUST_COLUMNS,
     breakdowns,
@@ -160,8 +161,8 @@ def test_rows_say_how_each_score_was_protected(tmp_path: Path) -> None:
     _run(tmp_path, "B", 1.6, source="paper")
     _run(tmp_path, "C", None, status="failed")
     board, csv = write_leaderboard(tmp_path)
-    assert list(board.columns) == COLUMNS + TRUST_COLUMNS
-    assert csv.read_text().splitlines()[0].endswith(",run_id," + ",".join(TRUST_COLUMNS))
+    assert list(board.columns) == COLUMNS + TRUST_COLUMNS + EXTRA_COLUMNS
+    assert csv.read_text().splitlines()[0].endswith(",run_id," + ",".join(TRUST_COLUMNS + EXTRA_COLUMNS))
     df = board.set_index("task")
     assert df.loc["A", "protection"] == "audited, clock-checked, harness-evaluated"
     assert df.loc["A", "pairs"] == 3 and df.loc["A", "fsr_low"] == pytest.approx(est.low)

@@ -59,3 +59,16 @@ def test_linked_run_directories_are_skipped(tmp_path: Path) -> None:
     (results / "real" / "run.json").write_text("{}")
     (results / "linked").symlink_to(tmp_path / "elsewhere")
     assert [p.name for p in run_dirs(results)] == ["real"]
+
+
+def test_a_nodes_code_is_what_the_model_wrote_not_what_its_run_left(tmp_path: Path) -> None:
+    node = tmp_path / "nodes" / "0"
+    (node / "code").mkdir(parents=True)
+    (node / "workspace").mkdir()
+    (node / "code" / "train.py").write_text("print('as written')\n")
+    (node / "workspace" / "train.py").write_text("print('rewritten by the run')\n")
+    assert node_code(tmp_path, 0, "train.py") == "print('as written')\n"
+    assert node_code(tmp_path, 0, "other.py") is None  # not in code/: the workspace is not asked
+    (node / "code" / "train.py").unlink()
+    (node / "code" / "train.py").symlink_to(node / "workspace" / "train.py")
+    assert node_code(tmp_path, 0, "train.py") is None

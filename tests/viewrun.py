@@ -21,7 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.coder.edits import render_block
-from harness.eval.evaluate import EvalConfig, RunInfo, evaluate
+from harness.eval.config import EvalConfig
+from harness.eval.evaluate import evaluate
+from harness.eval.log import RunInfo
 from harness.manifests.tracks import get_task, load_track
 from tests.fake_llm_server import FakeLLMServer, Reply, answer
 
