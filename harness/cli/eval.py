@@ -203,7 +203,7 @@ def executor_options(executor: str, config: Path | None, flags: dict[str, Any]) 
     """Executor settings: the config file's (its `[<executor>]` table, or its top level), then the flags'."""
     if config is None:
         return flags
-    from harness.execution.slurm import load_settings
+    from harness.execution.slurm_settings import load_settings
 
     data = load_settings(config)
     table = data.get(executor)
@@ -215,7 +215,7 @@ def _submit(xargs: dict[str, Any], results_dir: Path) -> None:
     """`eval --submit`: the same command, less --submit, as a Slurm job."""
     import sys
 
-    from harness.execution.slurm import submit_eval
+    from harness.execution.slurm_submit import submit_eval
 
     argv = [a for a in sys.argv[1:] if a != "--submit"]
     try:

@@ -25,213 +25,34 @@ import math
 import os
 import re
 import shlex
-import signal
 import sys
 import threading
 import time
-import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from harness import paths
 from harness.errors import ConfigError
 from harness.execution.base import ExecResult, Executor, LineCallback, RunSpec
-from harness.execution.environment import PASSTHROUGH, is_secret
 from harness.execution.gpus import GpuSpec
-from harness.execution.local import LocalExecutor
 from harness.execution.registry import register
-from harness.machine import MachineInfo
-
-#: How often the harness looks at a job's log and state (one sacct call serves every job).
-POLL_S = 5.0
-#: The job's own time limit exceeds the run's by this much, so the in-job limit fires first
-#: and the log and outcome are saved before Slurm kills the job.
-TIME_MARGIN_MIN = 2
-#: A PREEMPTED job that Slurm requeues shows PENDING again; one that stays PREEMPTED this
-#: long was not requeued and is submitted again.
-REQUEUE_GRACE_S = 60.0
-#: Job states from which a job may still run (or run again); anything else has ended.
-ACTIVE = frozenset(
-    {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED", "COMPLETING"}
-    | {"CONFIGURING", "STAGE_OUT", "SIGNALING", "UNKNOWN", "READY"}
+from harness.execution.slurm_job import CandidateJob, JobOutcome, probe_machine
+from harness.execution.slurm_settings import (
+    ACTIVE,
+    REQUEUE_GRACE_S,
+    RETRY,
+    SETUP_HINT,
+    TIME_MARGIN_MIN,
+    export_list,
+    mem_option,
+    sbatch_options,
+    settings_from,
+    submit_job,
 )
-#: Endings that say nothing about the candidate: its run is done again (up to `retries`).
-RETRY = frozenset({"CANCELLED", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL"})
-#: Variables that must not travel from the login node into a job (Slurm sets its own).
-NOT_EXPORTED = frozenset({"CUDA_VISIBLE_DEVICES"})
-SETUP_HINT = "pip install 'speedrun[slurm]'"
-
-
-class SlurmSettings(BaseModel):
-    """What a cluster user sets: from `--executor-config slurm.toml` and `--executor-arg key=value`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    #: A job's time limit, minutes or Slurm's `[D-]HH:MM:SS`; default: the run's limit + 2 min.
-    time: int | str | None = None
-    #: GPUs per job when `--gpus` says none (with `--gpus`, each job asks for its slot's share).
-    gpus_per_node: int | None = Field(default=None, ge=0)
-    cpus_per_task: int | None = Field(default=None, ge=1)
-    mem_gb: float | None = Field(default=None, gt=0)
-    constraint: str | None = None
-    exclude: str | None = None
-    #: More `#SBATCH` options, as on sbatch's command line: `--reservation=x`, `--exclusive`.
-    sbatch: list[str] = Field(default_factory=list)
-    #: Shell lines the job runs before Python (`module load cuda`, `source venv/bin/activate`).
-    setup: list[str] = Field(default_factory=list)
-    #: The Python interpreter on the compute nodes (default: the harness's own).
-    python: str | None = None
-    #: Slurm's own OCI containers: an OCI bundle directory on the nodes (needs oci.conf).
-    container: str | None = None
-    #: pyxis/enroot: an image (`docker://...`, `.sqsh`) for `srun --container-image`.
-    container_image: str | None = None
-    #: pyxis: more `--container-mounts` entries (`/scratch:/scratch`).
-    container_mounts: list[str] = Field(default_factory=list)
-    #: The most jobs this harness keeps queued or running at once, across all its evaluations.
-    max_jobs: int | None = Field(default=None, ge=1)
-    #: Submissions again of a run whose job ended without an outcome (cancelled, preempted, node lost).
-    retries: int = Field(default=1, ge=0)
-    poll_s: float = Field(default=POLL_S, gt=0)
-    #: `speedrun eval --submit`: the harness's own job's time limit (minutes or `[D-]HH:MM:SS`).
-    harness_time: int | str = 24 * 60
-    harness_cpus: int = Field(default=2, ge=1)
-    #: Ask the cluster (one short job, then cached) which machine runs the jobs, for the
-    #: calibration's fingerprint. Dry runs turn it off: they submit nothing.
-    probe: bool = True
-
-
-def load_settings(path: Path) -> dict[str, Any]:
-    """An executor config file (TOML): its `[slurm]`/`[docker]` table or its top level, as options."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read --executor-config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"--executor-config {path} is not valid TOML: {exc}") from None
-    return data
-
-
-def settings_from(options: dict[str, Any]) -> SlurmSettings:
-    try:
-        return SlurmSettings.model_validate(options)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        known = ", ".join(SlurmSettings.model_fields)
-        raise ConfigError(f"slurm setting {where}: {err['msg']} (settings: {known})") from None
-
-
-def sbatch_options(lines: list[str]) -> dict[str, Any]:
-    """`--key=value`, `--key value` and `--flag` (with or without `#SBATCH`) as submitit's extra parameters."""
-    out: dict[str, Any] = {}
-    for line in lines:
-        text = line.strip().removeprefix("#SBATCH").strip()
-        m = re.fullmatch(r"--([A-Za-z][\w-]*)(?:[= ](.+))?", text)
-        if m is None:
-            raise ConfigError(f"slurm sbatch line {line!r}: use long options like --reservation=name or --exclusive")
-        key, value = m.group(1), m.group(2)
-        out[key.replace("-", "_")] = True if value is None else value.strip().strip("\"'")
-    return out
-
-
-def export_list(environ: dict[str, str] | None = None) -> str:
-    """sbatch's `--export`: the allow-listed variables by name, never a key; NONE if there are none.
-
-    sbatch would otherwise copy the harness's whole environment, API keys included, into a
-    job whose candidate may read its parent's environment.
-    """
-    env = os.environ if environ is None else environ
-    names = sorted(n for n in (*PASSTHROUGH, "SLURM_CONF") if n in env and n not in NOT_EXPORTED and not is_secret(n))
-    return ",".join(names) or "NONE"
-
-
-# ---- inside the job ---------------------------------------------------------------------------
-
-
-class JobOutcome(BaseModel):
-    """What a job writes for the harness: JSON, so a forged file cannot run code when read."""
-
-    schema_version: int = 1
-    attempt: str
-    job_id: str | None = None
-    hostname: str = ""
-    started_at: float = 0.0
-    result: ExecResult
-
-
-class _Terminated(Exception):
-    """The job was told to stop (scancel, preemption): its run's end says nothing of the candidate."""
-
-
-class CandidateJob:
-    """The function a job runs (pickled by submitit): the local executor's run of the candidate.
-
-    `checkpoint` makes submitit requeue a job that receives its preemption signal; the requeued
-    job runs the candidate again from its start.
-    """
-
-    def __call__(self, spec: RunSpec, outcome_path: Path, attempt: str, wrap: list[str]) -> None:
-        started = time.time()
-        terminated = threading.Event()
-        previous = signal.getsignal(signal.SIGTERM)
-
-        def on_term(signum: int, frame: Any) -> None:
-            terminated.set()
-            if callable(previous):
-                previous(signum, frame)
-
-        signal.signal(signal.SIGTERM, on_term)
-        env = dict(spec.env)
-        if wrap:
-            # `srun --container...` needs to know the job it is a step of.
-            env.update({k: v for k, v in os.environ.items() if k.startswith("SLURM_")})
-        # Slurm picked this job's GPUs and set CUDA_VISIBLE_DEVICES: device ids named on the
-        # login node mean nothing here.
-        local = spec.model_copy(update={"command": [*wrap, *spec.command], "env": env, "gpus": None})
-        result = LocalExecutor().run(local)
-        if terminated.is_set():
-            raise _Terminated("the job was told to stop while the candidate ran")
-        outcome = JobOutcome(
-            attempt=attempt,
-            job_id=os.environ.get("SLURM_JOB_ID"),
-            hostname=os.uname().nodename,
-            started_at=started,
-            result=result,
-        )
-        tmp = outcome_path.with_suffix(".tmp")
-        tmp.write_text(outcome.model_dump_json())
-        tmp.replace(outcome_path)
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        from submitit.helpers import DelayedSubmission
-
-        return DelayedSubmission(self, *args, **kwargs)
-
-
-def probe_machine(out_path: Path) -> None:
-    """A job that says which machine runs the jobs (for the calibration's fingerprint)."""
-    from harness.machine import this_machine
-
-    out_path.write_text(this_machine().model_dump_json())
-
-
-def run_harness(argv: list[str]) -> int:
-    """`speedrun eval --submit`: the harness itself as a job; its output goes to the job's log."""
-    import subprocess
-
-    code = subprocess.call([sys.executable, "-c", "from harness.cli.app import app; app()", *argv])
-    if code not in (0, 3):  # 3: stopped by a budget, which a re-run resumes
-        raise RuntimeError(f"speedrun eval exited with status {code}")
-    return code
-
-
-# ---- the record of a run's jobs ---------------------------------------------------------------
+from harness.machine import MachineInfo
 
 
 class JobAttempt(BaseModel):
@@ -388,7 +209,7 @@ class SlurmExecutor(Executor):
             "qos": s.qos,
             "gpus_per_node": self.gpus(spec),
             "cpus_per_task": s.cpus_per_task,
-            "mem": _mem(s.mem_gb),
+            "mem": mem_option(s.mem_gb),
             "constraint": s.constraint,
             "exclude": s.exclude,
         }
@@ -479,7 +300,7 @@ class SlurmExecutor(Executor):
             label="probe",
         )
         executor = self._submitit(cache.parent / "probe-jobs", spec)
-        job = _submit(executor, probe_machine, out)
+        job = submit_job(executor, probe_machine, out)
         try:
             while not out.is_file():
                 state = self._state(job)
@@ -543,7 +364,7 @@ class SlurmExecutor(Executor):
         attempt = f"{len(record.jobs)}-{os.urandom(4).hex()}"
         outcome_path = folder / f"outcome-{attempt}.json"
         submitted = time.time()
-        job = _submit(self._submitit(folder, spec), CandidateJob(), spec, outcome_path, attempt, self.wrap(spec))
+        job = submit_job(self._submitit(folder, spec), CandidateJob(), spec, outcome_path, attempt, self.wrap(spec))
         entry = JobAttempt(job_id=str(job.job_id), attempt=attempt, submitted_at=submitted)
         record.jobs.append(entry)
         record.save(folder / "jobs.json")
@@ -580,29 +401,6 @@ class SlurmExecutor(Executor):
             entry.started_at, entry.hostname = outcome.started_at, outcome.hostname
         record.save(folder / "jobs.json")
         return outcome, state
-
-
-def _mem(gb: float | None) -> str | None:
-    """`--mem` in Slurm's units: whole gigabytes as `64GB`, else megabytes."""
-    if gb is None:
-        return None
-    return f"{int(gb)}GB" if gb == int(gb) else f"{int(gb * 1024)}MB"
-
-
-def _submit(executor: Any, fn: Any, *args: Any) -> Any:
-    """`executor.submit`, with sbatch's refusal (a wrong account, partition, QOS) as a user error."""
-    import subprocess
-
-    try:
-        return executor.submit(fn, *args)
-    except subprocess.CalledProcessError as exc:
-        detail = (exc.stderr or exc.output or b"").decode(errors="replace").strip().splitlines()
-        raise ConfigError(f"sbatch refused the job: {detail[-1] if detail else exc}") from None
-    except Exception as exc:
-        if type(exc).__name__ == "FailedJobError":  # submitit's wrapper of sbatch's failure
-            lines = [line for line in str(exc).splitlines() if line.strip()]
-            raise ConfigError(f"sbatch refused the job: {lines[-1] if lines else exc}") from None
-        raise
 
 
 def _read_outcome(path: Path, attempt: str) -> JobOutcome | None:
@@ -642,81 +440,3 @@ def _follow(path: Path, offset: int, on_line: LineCallback | None) -> int:
     for line in chunk[:end].splitlines():
         on_line(line.decode("utf-8", errors="replace"))
     return offset + end
-
-
-# ---- the whole evaluation as a job -------------------------------------------------------------
-
-
-class SubmittedEval(BaseModel):
-    """`eval --submit`'s record, so that a second submission of the same command is noticed."""
-
-    schema_version: int = 1
-    job_id: str
-    argv: list[str]
-    submitted_at: float
-    log: Path
-
-
-def submit_eval(argv: list[str], options: dict[str, Any], results_dir: Path) -> SubmittedEval:
-    """Submit `speedrun <argv>` as a job; refuse while an earlier submission of it is still queued or running.
-
-    The job exports the harness's environment (the model's API keys among it): it is the harness.
-    The candidate jobs it submits in turn export only the allow-listed variables.
-    """
-    settings = settings_from(options)
-    digest = hashlib.sha256(json.dumps(argv).encode()).hexdigest()[:12]
-    folder = (results_dir / ".slurm" / f"eval-{digest}").resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    record_path = folder / "submitted.json"
-    if record_path.is_file():
-        with contextlib.suppress(ValueError):
-            old = SubmittedEval.model_validate_json(record_path.read_text())
-            state = _job_state(old.job_id)
-            if state in ACTIVE - {"UNKNOWN"}:
-                raise ConfigError(
-                    f"this evaluation is already submitted as Slurm job {old.job_id} ({state}); "
-                    f"its output: {old.log}; `scancel {old.job_id}` stops it (a later --submit resumes)"
-                )
-    import submitit
-
-    try:
-        executor = submitit.SlurmExecutor(folder=folder, python=settings.python or shlex.quote(sys.executable))
-    except RuntimeError as exc:
-        raise ConfigError(f"--submit needs Slurm's commands here: {exc}") from None
-    params: dict[str, Any] = {
-        "job_name": "speedrun-eval",
-        "time": settings.harness_time,
-        "nodes": 1,
-        "ntasks_per_node": 1,
-        "cpus_per_task": settings.harness_cpus,
-        "use_srun": False,
-        "stderr_to_stdout": True,
-    }
-    params.update({k: v for k, v in {"partition": settings.partition, "account": settings.account}.items() if v})
-    if settings.qos:
-        params["qos"] = settings.qos
-    if settings.setup:
-        params["setup"] = list(settings.setup)
-    params["additional_parameters"] = {"requeue": True, "signal": "B:USR2@90", **sbatch_options(settings.sbatch)}
-    params["additional_parameters"].pop("gpus_per_node", None)
-    executor.update_parameters(**params)
-    job = _submit(executor, run_harness, argv)
-    record = SubmittedEval(
-        job_id=str(job.job_id), argv=argv, submitted_at=time.time(), log=folder / f"{job.job_id}_0_log.out"
-    )
-    record_path.write_text(record.model_dump_json(indent=2))
-    return record
-
-
-def _job_state(job_id: str) -> str:
-    """A job's state from sacct (UNKNOWN where sacct does not know it)."""
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True, timeout=30
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return "UNKNOWN"
-    lines = [line.strip() for line in out.splitlines() if line.strip()]
-    return lines[-1].split()[0].upper() if lines else "UNKNOWN"
