@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
+from harness.events import Event
+
 ReplyKind = Literal["answer", "error", "malformed", "drop", "stream_error", "truncated"]
 
 
@@ -101,7 +103,7 @@ def record_change_answer(track: str, task_id: str) -> Reply:
     """An answer that makes the task's human change, as SEARCH/REPLACE blocks (what the oracle says)."""
     from harness.coder.edits import render_block
     from harness.manifests.tracks import load_track
-    from harness.models.oracle import diff_blocks
+    from harness.models.providers.oracle import diff_blocks
 
     loaded = load_track(track)
     task = next(t for t in loaded.tasks() if t.id == task_id)
@@ -120,6 +122,18 @@ _DEFAULT_ERROR_TYPES = {
     429: "rate_limit_error",
     529: "overloaded_error",
 }
+
+
+class Recorder:
+    """Stands in for `time.sleep` and the progress display."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self.events: list[Event] = []
+
+    @property
+    def statuses(self) -> list[str]:
+        return [e.message for e in self.events if e.kind == "model_status"]
 
 
 @dataclass(frozen=True)

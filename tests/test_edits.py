@@ -7,7 +7,7 @@ import random
 import pytest
 
 from harness.coder.edits import EditError, apply_answer, apply_blocks, parse_blocks, render_block
-from harness.models.oracle import diff_blocks
+from harness.models.providers.oracle import diff_blocks
 
 CODE = "import os\n\ndef f(x):\n    return x + 1\n\ndef g(x):\n    return x + 1\n\nprint(f(1))\n"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
-from harness.models import Usage
+from harness.models import Usage, keys
 from harness.models import base as models_base
 from harness.models.pricing import PriceTable, cost, load_prices, shipped_prices, with_cost
 
@@ -17,7 +17,7 @@ from harness.models.pricing import PriceTable, cost, load_prices, shipped_prices
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("SPEEDRUN_PRICES", raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(models_base, "_dotenv_loaded", False)
+    monkeypatch.setattr(keys, "_dotenv_loaded", False)
 
 
 def usage(input_tokens: int = 0, output_tokens: int = 0, cached: int = 0, reasoning: int = 0) -> Usage:

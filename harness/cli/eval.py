@@ -65,7 +65,7 @@ def eval_cmd(
     from harness.eval.evaluate import EvalConfig, Evaluation, evaluate
     from harness.leaderboard import write_leaderboard
     from harness.manifests.tracks import load_track
-    from harness.models.registry import DETERMINISTIC
+    from harness.models.registry import is_deterministic
 
     try:
         if schedule not in ("async", "paper"):
@@ -82,7 +82,7 @@ def eval_cmd(
         xargs = parse_kv(executor_arg or [], "--executor-arg")
         if nodes is not None:
             sargs["nodes"] = nodes
-        elif model in DETERMINISTIC and "nodes" not in sargs:
+        elif is_deterministic(model) and "nodes" not in sargs:
             # The offline models give the same answer every time: more nodes re-run one script.
             sargs["nodes"] = 1
             if not dry_run:  # a dry run prints only its JSON

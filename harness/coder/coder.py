@@ -10,7 +10,7 @@ from pathlib import Path
 from harness.coder.edits import EditError, apply_answer
 from harness.coder.prompts import fix_request
 from harness.coder.transcript import recorded_call
-from harness.models.base import CodingContext, Message, Model, ModelError, Usage
+from harness.models.base import CallContext, Message, Model, ModelError, Usage
 
 #: How many times an answer whose edits do not apply is sent back before the node fails.
 MAX_FIX_ATTEMPTS = 2
@@ -43,7 +43,7 @@ def write_candidate(
     notes: list[str] = []
     convo = list(messages)
     for attempt in range(max_fix_attempts + 1):
-        ctx = CodingContext(
+        ctx = CallContext(
             task_id=task_id,
             file_name=main_file,
             current_code=files[main_file],

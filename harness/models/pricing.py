@@ -22,7 +22,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import ConfigError
-from harness.models.base import Usage, env
+from harness.models.contract import Usage
+from harness.models.keys import env
 
 log = logging.getLogger(__name__)
 

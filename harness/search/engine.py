@@ -38,7 +38,7 @@ from harness.events import Event, EventSink, ignore
 from harness.execution.base import Executor, RunSpec
 from harness.logparse import ParsedLog, parse_log_file
 from harness.manifests.tracks import Task
-from harness.models.base import CodingContext, Message, Model, ModelError, Usage
+from harness.models.base import CallContext, Message, Model, ModelError, Usage
 from harness.outcome import RunResult, judge
 from harness.search.api import Action, Scaffold, ScaffoldContext, SearchState
 from harness.search.budget import Budget
@@ -146,7 +146,7 @@ class Engine:
         self._abandon = threading.Event()
         # Workers finish nodes while the scheduler reads the tree: one consistent view at a time.
         self._journal_lock = threading.Lock()
-        self.model.on_status = lambda msg: self.emit(Event("model_status", msg))
+        self.model.on_event = self.emit
 
     # ---- the loop -------------------------------------------------------------------------
 
@@ -388,7 +388,7 @@ class Engine:
             job.summary,
             log_tail(ndir / "run.log"),
         )
-        ctx = CodingContext(
+        ctx = CallContext(
             task_id=self.cfg.task.id,
             file_name=self.cfg.main_file,
             current_code=job.files.get(self.cfg.main_file, ""),
@@ -488,7 +488,7 @@ class _EngineContext(ScaffoldContext):
         with self._lock:
             self._calls += 1
             attempt = self._calls
-        ctx = CodingContext(
+        ctx = CallContext(
             task_id=eng.cfg.task.id,
             file_name=eng.cfg.main_file,
             current_code=eng.cfg.start_files.get(eng.cfg.main_file, ""),
