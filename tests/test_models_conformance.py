@@ -19,6 +19,7 @@ from harness.coder.transcript import Exchange, append_exchange
 from harness.errors import ConfigError
 from harness.models import CallContext, Completion, Message, Model, ModelError, Usage, get_model, keys, provider_names
 from harness.models.base import APIModel
+from harness.models.context import default_answer_cap
 from harness.models.registry import is_deterministic, provider_class
 from tests.fake_llm_server import (
     FakeLLMServer,
@@ -27,10 +28,13 @@ from tests.fake_llm_server import (
     answer,
     bad_request,
     dropped,
+    empty_choice,
     error,
     malformed,
+    plain_json,
     rate_limited,
     server_error,
+    truncated_stream,
 )
 
 CONTEXT = CallContext(task_id="toy-0", file_name="train.py", current_code="RATE = 0.02\n", node_id=3)
@@ -262,10 +266,10 @@ def test_gives_up_after_max_retries(api: Api, server: FakeLLMServer) -> None:
     assert rec.waits[0] <= 0.01 and rec.waits[1] <= 0.02
 
 
-def test_prompt_too_long_is_permanent(api: Api, server: FakeLLMServer) -> None:
-    server.script(bad_request("prompt is too long: 250000 tokens > 200000 maximum"))
+def test_a_bad_request_is_permanent(api: Api, server: FakeLLMServer) -> None:
+    server.script(bad_request("messages: roles must alternate"))
     model, rec = make(api, server)
-    with pytest.raises(ModelError, match=r"bad request \(400\): prompt is too long") as info:
+    with pytest.raises(ModelError, match=r"bad request \(400\): messages: roles must alternate") as info:
         model.generate(MESSAGES, CONTEXT)
     assert info.value.permanent and rec.waits == [] and len(server.requests) == 1
 
@@ -307,11 +311,123 @@ def test_broken_responses_are_retried(api: Api, server: FakeLLMServer, reply: Re
     assert status in rec.statuses[0]
 
 
-def test_a_request_that_times_out_is_retried(api: Api, server: FakeLLMServer) -> None:
-    server.script(answer("too late", delay_s=1.0), answer("done"))
-    model, rec = make(api, server, timeout_s=0.2)
+# ---- the API providers: long calls ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "not streamed"])
+def test_a_server_that_goes_silent_is_noticed_then_asked_again(api: Api, server: FakeLLMServer, stream: bool) -> None:
+    server.script(answer("too late", delay_s=1.5), answer("done"))
+    model, rec = make(api, server, stall_s=0.6, stream=stream)
+    model.progress_every_s, model.stall_notice_s = 0.1, 0.2
     assert model.generate(MESSAGES, CONTEXT).text == "done"
-    assert "timed out" in rec.statuses[0]
+    assert rec.statuses[0].startswith("stream stalled: nothing for 1 s")
+    silent = [e for e in rec.events if e.kind == "model_progress" and e.data["silent_s"] is not None]
+    assert silent and silent[0].message.startswith("waiting for the first token for")
+    assert silent[0].node == CONTEXT.node_id
+
+
+def test_a_streamed_answer_reports_its_progress(api: Api, server: FakeLLMServer) -> None:
+    text = "def train():\n    pass\n" * 40
+    server.script(answer(text, chunk_delay_s=0.01, chunk_chars=8))
+    model, rec = make(api, server)
+    model.progress_every_s = 0.05
+    assert model.generate(MESSAGES, CONTEXT).text == text
+    progress = [e for e in rec.events if e.kind == "model_progress"]
+    assert len(progress) >= 2
+    tokens = [e.data["tokens"] for e in progress]
+    assert tokens == sorted(tokens) and tokens[-1] > 0
+    assert progress[-1].message.startswith("answering: ~") and progress[-1].data["purpose"] == "code"
+    assert server.requests[0].body["stream"] is True
+
+
+def test_a_call_past_its_time_limit_ends_and_is_not_asked_again(api: Api, server: FakeLLMServer) -> None:
+    server.script(answer("x = 1\n" * 200, chunk_delay_s=0.02, chunk_chars=4))
+    model, _ = make(api, server, timeout_s=0.3)
+    with pytest.raises(ModelError, match=r"within the call time limit of 0 s \(answering: ~\d+ tokens") as info:
+        model.generate(MESSAGES, CONTEXT)
+    assert info.value.permanent and len(server.requests) == 1
+
+
+def test_cancel_ends_a_call_in_flight_at_once(api: Api, server: FakeLLMServer) -> None:
+    server.script(answer("never seen", delay_s=30))
+    model, _ = make(api, server)
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            model.generate(MESSAGES, CONTEXT)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    while not server.requests:
+        worker.join(0.01)
+    model.cancel()
+    worker.join(10)  # far less than the server's 30 s: the call did not wait for the server
+    assert not worker.is_alive()
+    (exc,) = outcome
+    assert isinstance(exc, ModelError) and "cancelled" in str(exc)
+
+
+# ---- the API providers: whatever the wire carries, a call ends as an answer or a ModelError -------------
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "not streamed"])
+@pytest.mark.parametrize(
+    "broken",
+    [plain_json, dropped, truncated_stream, malformed, empty_choice],
+    ids=["plain JSON", "cut stream", "stream ends early", "invalid JSON", "empty choice"],
+)
+def test_a_broken_wire_format_is_a_model_error(
+    api: Api, server: FakeLLMServer, broken: Callable[[], Reply], stream: bool
+) -> None:
+    server.default = broken()
+    model, _ = make(api, server, max_retries=1, stream=stream)
+    try:
+        completion = model.generate(MESSAGES, CONTEXT)
+    except ModelError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    # A gateway's plain JSON to a stream is a whole answer when nothing was asked to stream.
+    assert broken is plain_json and not stream and completion.text
+
+
+def test_plain_json_to_a_streamed_request_says_how_to_go_on(api: Api, server: FakeLLMServer) -> None:
+    server.script(plain_json())
+    model, _ = make(api, server)
+    with pytest.raises(ModelError, match=r"plain JSON body.*stream=false") as info:
+        model.generate(MESSAGES, CONTEXT)
+    assert info.value.permanent and len(server.requests) == 1
+    server.script(plain_json("answered in one piece"))
+    model, _ = make(api, server, stream=False)
+    assert model.generate(MESSAGES, CONTEXT).text == "answered in one piece"
+
+
+def test_an_exception_inside_the_sdk_is_a_model_error(api: Api, server: FakeLLMServer) -> None:
+    model, _ = make(api, server)
+
+    def broken_sdk(*args: Any) -> Iterator[str]:
+        raise AssertionError("the SDK's own invariant")
+        yield ""
+
+    model.request = broken_sdk  # type: ignore[method-assign]
+    with pytest.raises(ModelError, match="unexpected AssertionError from the SDK: the SDK's own invariant") as info:
+        model.generate(MESSAGES, CONTEXT)
+    assert info.value.permanent
+
+
+def test_the_default_answer_cap_fits_the_script_and_a_plan(api: Api, server: FakeLLMServer) -> None:
+    script = "x = 1  # a line of the training script\n" * 400
+    model, _ = make(api, server)
+    model.generate(MESSAGES, CONTEXT.model_copy(update={"current_code": script}))
+    model.generate(MESSAGES, CONTEXT)
+    big, small = (r.body["max_tokens"] for r in server.requests)
+    assert big == default_answer_cap(script) and big * 3.5 > len(script) * 1.25
+    assert small == 4096
+    model, _ = make(api, server, max_tokens="1500")
+    model.generate(MESSAGES, CONTEXT)
+    assert server.requests[-1].body["max_tokens"] == 1500
 
 
 def test_max_connections_bounds_requests_in_flight(api: Api, server: FakeLLMServer) -> None:

@@ -87,6 +87,18 @@ class IncompleteResponse(Exception):
     """An answer that arrived without its end: a stream cut short, a completion with no choices."""
 
 
+def not_a_stream(content_type: str) -> Exception:
+    """What to raise for a streamed request whose response carried no events."""
+    if "json" in content_type:
+        # Some gateways and proxies cannot stream: asking again the same way cannot help.
+        return ModelError(
+            "the server answered a streamed request with a plain JSON body (a gateway that cannot stream?); "
+            "set --model-arg stream=false for it",
+            permanent=True,
+        )
+    return IncompleteResponse(f"the stream carried no events (content type {content_type or 'none'})")
+
+
 def classify_sdk_error(exc: BaseException, sdk: ModuleType) -> Failure:
     """What went wrong in one call through the official SDK `sdk` (the `openai` or `anthropic` module).
 

@@ -1,10 +1,8 @@
 """`openai/<model>`: OpenAI's chat completions, or any server that speaks them (vLLM, llama.cpp, Ollama).
 
-Settings (`--model-arg key=value`), besides the shared ones of `harness.models.base.APISettings`:
-`temperature` (default 0.7: some spread between parallel drafts, still precise edits) for models
-that are not reasoning models; `reasoning_effort` (default "medium") for reasoning models (o1,
-o3, o4-mini, the gpt-5 family, or any model with `reasoning=true`), which are sent no
-temperature and get the answer cap as `max_completion_tokens`; `seed`.
+Own settings: `temperature` (default 0.7) for models that are not reasoning models;
+`reasoning_effort` (default "medium") for reasoning ones (o1, o3, o4-mini, the gpt-5 family, or
+`reasoning=true`), which get no temperature and the cap as `max_completion_tokens`; `seed`.
 A server other than api.openai.com may run without `OPENAI_API_KEY`.
 """
 
@@ -18,14 +16,14 @@ from pydantic import Field
 
 from harness.errors import ConfigError
 from harness.models.base import APIModel, APISettings, CallContext, Chunk, Completion, Message, Usage
+from harness.models.context import estimate_prompt, estimate_tokens, window_from_card
 from harness.models.registry import provider
-from harness.models.retry import IncompleteResponse
+from harness.models.retry import IncompleteResponse, not_a_stream
 
-DEFAULT_TEMPERATURE = 0.7
-DEFAULT_REASONING_EFFORT = "medium"
-# Local servers ignore the key, but the SDK refuses to start without one.
-PLACEHOLDER_KEY = "no-key-needed"
-
+DEFAULT_TEMPERATURE, DEFAULT_REASONING_EFFORT = 0.7, "medium"
+#: Hidden reasoning counts against a reasoning model's cap: room for it on top of the answer's.
+REASONING_TOKENS = 16384
+PLACEHOLDER_KEY = "no-key-needed"  # local servers ignore the key; the SDK wants one
 # o1, o3-mini, o4-mini, gpt-5, gpt-5.6-sol, gpt-6-*...; the "chat" variants are not reasoning models.
 _REASONING_NAME = re.compile(r"^(o\d+|gpt-([5-9]|\d\d))(?!.*-chat)", re.IGNORECASE)
 
@@ -44,13 +42,9 @@ class OpenAISettings(APISettings):
 
 @provider
 class OpenAIModel(APIModel):
-    provider = "openai"
-    settings_class = OpenAISettings
+    provider, settings_class, example = "openai", OpenAISettings, "o3-mini"
     sdk, sdk_requirement = "openai", "openai>=1.50"
-    key_variables = ("OPENAI_API_KEY",)
-    base_url_variable = "OPENAI_BASE_URL"
-    vendor_domain = "openai.com"
-    example = "o3-mini"
+    key_variables, base_url_variable, vendor_domain = ("OPENAI_API_KEY",), "OPENAI_BASE_URL", "openai.com"
 
     def __init__(self, name: str, args: dict[str, Any] | None = None) -> None:
         super().__init__(name, args)
@@ -64,36 +58,70 @@ class OpenAIModel(APIModel):
                 f"{name} is a reasoning model: it takes reasoning_effort, not temperature"
                 " (drop temperature, or set reasoning=false if it is not one)"
             )
+        self._tokenizer: str | None = None  # the server's tokenize path that answered, "" for none
 
     def settings(self) -> dict[str, Any]:
-        out = super().settings()
+        cfg, out = self.config, super().settings()
         if self.reasoning:
-            out["reasoning_effort"] = self.config.reasoning_effort or DEFAULT_REASONING_EFFORT
+            out["reasoning_effort"] = cfg.reasoning_effort or DEFAULT_REASONING_EFFORT
         else:
-            out["temperature"] = DEFAULT_TEMPERATURE if self.config.temperature is None else self.config.temperature
+            out["temperature"] = DEFAULT_TEMPERATURE if cfg.temperature is None else cfg.temperature
         return out
+
+    def reasoning_allowance(self) -> int:
+        return REASONING_TOKENS if self.reasoning else 0
 
     def make_client(self, sdk: Any, credential: tuple[str, str] | None) -> Any:
         key = credential[1] if credential else PLACEHOLDER_KEY
-        return sdk.OpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.config.timeout_s)
+        # The SDK's timeout is a backstop behind the call watch (harness.models.calls).
+        return sdk.OpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.config.stall_s + 10)
 
-    def request(self, client: Any, messages: list[Message], context: CallContext) -> Iterator[Chunk]:
+    def request(self, client: Any, messages: list[Message], context: CallContext, max_tokens: int) -> Iterator[Chunk]:
         cfg, omit = self.config, self._import_sdk().omit
         params: dict[str, Any] = {"model": self.model_name, "messages": [m.model_dump() for m in messages]}
         if self.reasoning:
             params["reasoning_effort"] = cfg.reasoning_effort or DEFAULT_REASONING_EFFORT
             params["temperature"] = cfg.temperature if cfg.temperature is not None else omit
-            params["max_completion_tokens"] = cfg.max_tokens if cfg.max_tokens is not None else omit
+            params["max_completion_tokens"] = max_tokens
         else:
             params["temperature"] = DEFAULT_TEMPERATURE if cfg.temperature is None else cfg.temperature
-            params["max_tokens"] = cfg.max_tokens if cfg.max_tokens is not None else omit
+            params["max_tokens"] = max_tokens
         params["seed"] = cfg.seed if cfg.seed is not None else omit
-        response = client.chat.completions.create(**params)
-        if not response.choices:
-            raise IncompleteResponse("no choices in the completion")
-        choice, used = response.choices[0], response.usage
-        usage = Usage()
-        if used is not None:
+        if not cfg.stream:
+            response = client.chat.completions.create(**params)
+            if not response.choices:
+                raise IncompleteResponse("no choices in the completion")
+            choice = response.choices[0]
+            text = choice.message.content or choice.message.refusal or ""
+            yield self._completion(text, response.usage, response.model, choice.finish_reason, messages)
+            return
+        parts: list[str] = []
+        used, model, finish, events = None, None, None, 0
+        with client.chat.completions.create(**params, stream=True, stream_options={"include_usage": True}) as stream:
+            for chunk in stream:
+                events += 1
+                used, model = chunk.usage or used, chunk.model or model
+                for choice in chunk.choices[:1]:
+                    delta, finish = choice.delta, choice.finish_reason or finish
+                    piece = delta.content or delta.refusal or ""
+                    extra = delta.model_extra or {}
+                    # vLLM, DeepSeek and llama.cpp stream a reasoning model's thinking beside the answer.
+                    thought = extra.get("reasoning_content") or extra.get("reasoning") or ""
+                    parts.append(piece)
+                    if piece or thought:
+                        yield piece or str(thought)
+            if not events:
+                raise not_a_stream(stream.response.headers.get("content-type", ""))
+        if finish is None:
+            raise IncompleteResponse("the stream ended before the answer did" if parts else "no choices in the stream")
+        yield self._completion("".join(parts), used, model, finish, messages)
+
+    def _completion(
+        self, text: str, used: Any, model: str | None, finish: str | None, asked: list[Message]
+    ) -> Completion:
+        if used is None:  # a server that does not report usage: estimated, so budgets still count
+            usage = Usage(input_tokens=estimate_prompt(asked), output_tokens=estimate_tokens(text))
+        else:
             details_in, details_out = used.prompt_tokens_details, used.completion_tokens_details
             usage = Usage(
                 input_tokens=used.prompt_tokens,
@@ -101,9 +129,32 @@ class OpenAIModel(APIModel):
                 cached_tokens=(details_in.cached_tokens or 0) if details_in else 0,
                 reasoning_tokens=(details_out.reasoning_tokens or 0) if details_out else 0,
             )
-        yield Completion(
-            text=choice.message.content or choice.message.refusal or "",
-            usage=usage,
-            model=f"{self.provider}/{response.model or self.model_name}",
-            finish_reason=choice.finish_reason,
-        )
+        return Completion(text=text, usage=usage, model=f"openai/{model or self.model_name}", finish_reason=finish)
+
+    def server_window(self, client: Any) -> int | None:
+        if self.uses_vendor:
+            return None  # OpenAI's model list has no window; the vendor table does
+        cards = [card.model_dump() for card in client.models.list().data]
+        mine = [c for c in cards if c.get("id") == self.model_name] or (cards if len(cards) == 1 else [])
+        return window_from_card(mine[0]) if mine else None
+
+    def count_tokens(self, client: Any, messages: list[Message]) -> int | None:
+        if self.uses_vendor or self._tokenizer == "":
+            return None
+        root = str(client.base_url).rstrip("/").removesuffix("/v1")
+        text = "\n".join(m.content for m in messages)
+        # vLLM counts the chat as templated; llama-cpp-python counts text (plus our per-message overhead).
+        asks = [("/tokenize", {"model": self.model_name, "messages": [m.model_dump() for m in messages]}, 0)]
+        asks.append(("/extras/tokenize/count", {"model": self.model_name, "input": text}, 8 * len(messages)))
+        for path, body, overhead in asks:
+            if self._tokenizer not in (None, path):
+                continue
+            try:
+                answer = client.post(root + path, cast_to=object, body=body)
+            except Exception:
+                continue
+            if isinstance(answer, dict) and isinstance(answer.get("count"), int):
+                self._tokenizer = path
+                return int(answer["count"]) + overhead
+        self._tokenizer = ""
+        return None
