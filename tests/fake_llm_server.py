@@ -169,8 +169,9 @@ class FakeLLMServer:
         self.default: Reply = answer("OK")
         self.requests: list[Request] = []
         self.max_in_flight = 0
-        #: The window the server reports and enforces; None: it says nothing and takes anything.
+        #: The window the server enforces (and reports, with `report_window`); None: it takes anything.
         self.context_window: int | None = None
+        self.report_window = True
         #: Characters per token of its tokenizer; None: it has no tokenize endpoint.
         self.chars_per_token: float | None = None
         self._queue: deque[Reply] = deque()
@@ -253,7 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found_error"}})
             return
         card: dict[str, Any] = {"id": "fake", "object": "model", "created": 0, "owned_by": "fake"}
-        if self.fake.context_window is not None:
+        if self.fake.context_window is not None and self.fake.report_window:
             card["max_model_len"] = self.fake.context_window
         self._send_json(200, {"object": "list", "data": [card]})
 
@@ -452,6 +453,9 @@ def _openai_events(reply: Reply, request: dict[str, Any]) -> list[str]:
         return [chunk(None), chunk(None)]
     events = [chunk({"role": "assistant", "content": ""})]
     size = max(reply.chunk_chars, 1)
+    # vLLM and DeepSeek stream a reasoning model's thinking as `reasoning_content` before the answer.
+    thinking = reply.thinking or ""
+    events += [chunk({"reasoning_content": thinking[i : i + size]}) for i in range(0, len(thinking), size)]
     events += [chunk({"content": reply.text[i : i + size]}) for i in range(0, len(reply.text), size)]
     events.append(chunk({}, reply.finish_reason or "stop"))
     if (request.get("stream_options") or {}).get("include_usage"):

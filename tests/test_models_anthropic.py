@@ -73,7 +73,7 @@ def test_streamed_answer_with_usage_and_cost(server: FakeLLMServer) -> None:
     body = request.body
     assert body["stream"] is True
     assert body["model"] == "claude-sonnet-4-6"
-    assert body["max_tokens"] == 8192
+    assert body["max_tokens"] == 4096  # the default cap: the (one-line) script and a plan
     assert body["system"] == "You edit training scripts."
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
     assert "thinking" not in body and "temperature" not in body
@@ -86,7 +86,7 @@ def test_extended_thinking(server: FakeLLMServer) -> None:
 
     body = server.requests[0].body
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 4096}
-    assert body["max_tokens"] == 4096 + 8192
+    assert body["max_tokens"] == 4096 + 4096  # the thinking budget on top of the default cap
     # Thinking is not part of the answer the coder parses.
     assert completion.text == "final answer"
     assert completion.usage.reasoning_tokens == 600
@@ -185,5 +185,6 @@ def test_cli_eval_runs_and_scores_a_node_through_anthropic(
     assert info.usage.cost_usd == pytest.approx((2000 * 1.0 + 1000 * 0.10 + 80 * 5.0) / 1e6)
     assert (info.usage.input_tokens, info.usage.cached_tokens, info.usage.output_tokens) == (3000, 1000, 80)
     (exchange,) = read_exchanges(run_dir / "nodes" / "0")
-    assert exchange.settings["max_tokens"] == 8192
+    assert exchange.settings["timeout_s"] == 1800 and "max_tokens" not in exchange.settings
+    assert server.requests[-1].body["max_tokens"] == 4096
     assert all(r.body["model"] == "claude-haiku-4-5" for r in server.requests)

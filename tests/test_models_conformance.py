@@ -316,8 +316,9 @@ def test_broken_responses_are_retried(api: Api, server: FakeLLMServer, reply: Re
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "not streamed"])
 def test_a_server_that_goes_silent_is_noticed_then_asked_again(api: Api, server: FakeLLMServer, stream: bool) -> None:
-    server.script(answer("too late", delay_s=1.5), answer("done"))
-    model, rec = make(api, server, stall_s=0.6, stream=stream)
+    server.script(answer("too late", delay_s=2.0))
+    server.default = answer("done")  # (on a loaded machine even this may be late once: then it is asked again)
+    model, rec = make(api, server, stall_s=0.8, stream=stream)
     model.progress_every_s, model.stall_notice_s = 0.1, 0.2
     assert model.generate(MESSAGES, CONTEXT).text == "done"
     assert rec.statuses[0].startswith("stream stalled: nothing for 1 s")
@@ -343,7 +344,7 @@ def test_a_streamed_answer_reports_its_progress(api: Api, server: FakeLLMServer)
 def test_a_call_past_its_time_limit_ends_and_is_not_asked_again(api: Api, server: FakeLLMServer) -> None:
     server.script(answer("x = 1\n" * 200, chunk_delay_s=0.02, chunk_chars=4))
     model, _ = make(api, server, timeout_s=0.3)
-    with pytest.raises(ModelError, match=r"within the call time limit of 0 s \(answering: ~\d+ tokens") as info:
+    with pytest.raises(ModelError, match=r"within the call time limit of 0 s \(answering") as info:
         model.generate(MESSAGES, CONTEXT)
     assert info.value.permanent and len(server.requests) == 1
 

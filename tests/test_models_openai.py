@@ -16,13 +16,19 @@ from harness.cli.app import app
 from harness.coder.transcript import read_exchanges
 from harness.errors import ConfigError
 from harness.eval.evaluate import read_run
+from harness.events import Event
 from harness.manifests.tracks import load_track
 from harness.models import CallContext, Message, keys
 from harness.models.providers.openai import OpenAIModel
 from tests.fake_llm_server import (
     FakeLLMServer,
+    Reply,
     answer,
     bad_request,
+    dropped,
+    empty_choice,
+    malformed,
+    plain_json,
     rate_limited,
     record_change_answer,
 )
@@ -81,7 +87,9 @@ def test_answer_with_usage_and_cost(server: FakeLLMServer) -> None:
     ]
     assert request.body["temperature"] == 0.7
     assert "reasoning_effort" not in request.body
-    assert "max_tokens" not in request.body and "max_completion_tokens" not in request.body
+    # The default cap: room for the (one-line) script and a plan.
+    assert request.body["max_tokens"] == 4096 and "max_completion_tokens" not in request.body
+    assert request.body["stream"] is True and request.body["stream_options"] == {"include_usage": True}
     # A local server needs no key, but the SDK must still send one.
     assert request.headers["authorization"] == "Bearer no-key-needed"
 
@@ -99,6 +107,21 @@ def test_reasoning_model_gets_effort_and_no_temperature(server: FakeLLMServer) -
     assert completion.usage.output_tokens == 900
     assert model.settings()["reasoning_effort"] == "medium"
     assert "temperature" not in model.settings()
+
+
+def test_a_reasoning_model_gets_room_to_think_by_default(server: FakeLLMServer) -> None:
+    make(server, "openai/o4-mini").generate(MESSAGES, CONTEXT)
+    assert server.requests[0].body["max_completion_tokens"] == 4096 + 16384
+
+
+def test_reasoning_text_streamed_beside_the_answer_is_progress_not_answer(server: FakeLLMServer) -> None:
+    server.script(answer("the answer", thinking="let me think about the learning rate " * 30, chunk_delay_s=0.01))
+    model = make(server, "openai/deepseek-r1", reasoning=True)
+    events: list[Event] = []
+    model.on_event, model.progress_every_s = events.append, 0.02
+    assert model.generate(MESSAGES, CONTEXT).text == "the answer"
+    # More than the ten characters of the answer: the thinking counted as progress.
+    assert max(e.data["tokens"] for e in events if e.kind == "model_progress") > 20
 
 
 def test_settings_from_cli_strings_reach_the_request(server: FakeLLMServer) -> None:
@@ -217,22 +240,46 @@ def test_cli_eval_runs_and_scores_a_node_through_openai(
     assert [r.body["model"] for r in server.requests] == ["test-model", "test-model"]
 
 
-def test_permanent_error_fails_the_node_not_the_evaluation(
-    toy_home: Path, tmp_path: Path, server: FakeLLMServer, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("broken", "words"),
+    [
+        (bad_request("maximum context length exceeded"), "maximum context length exceeded"),
+        (plain_json(), "stream=false"),
+        (empty_choice(), "no choices in the stream"),
+        (dropped(), "peer closed connection"),
+        (malformed(), "malformed response"),
+    ],
+    ids=["bad request", "plain JSON", "empty choice", "cut stream", "invalid JSON"],
+)
+def test_a_failed_call_fails_the_node_not_the_evaluation(
+    toy_home: Path,
+    tmp_path: Path,
+    server: FakeLLMServer,
+    shared_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    broken: Reply,
+    words: str,
 ) -> None:
     monkeypatch.setenv("SPEEDRUN_CACHE", str(shared_cache))
-    server.script(bad_request("maximum context length exceeded"), answer(TOY_EDIT))
+    server.script(broken, answer(TOY_EDIT))
     results = tmp_path / "results"
     args = ["--model", "openai/test-model", "--base-url", server.openai_base_url, "--nodes", "2"]
-    res = CliRunner().invoke(app, eval_args(results, *args))
+    res = CliRunner().invoke(app, eval_args(results, *args, "--model-arg", "max_retries=0"))
     assert res.exit_code == 0, res.output
     (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
     info = read_run(run_dir)
     assert info is not None and info.status == "finished" and info.score is not None
     assert (info.score.nodes, info.score.valid_nodes) == (2, 1)
     failed = (run_dir / "nodes" / "0" / "result.json").read_text()
-    assert '"status": "failed"' in failed and "maximum context length exceeded" in failed
-    assert "maximum context length exceeded" in (run_dir / "nodes" / "0" / "transcript.md").read_text()
+    assert '"status": "failed"' in failed and words in failed
+    assert words in (run_dir / "nodes" / "0" / "transcript.md").read_text()
+
+
+def test_max_cost_refuses_a_model_without_a_price(toy_home: Path, tmp_path: Path, server: FakeLLMServer) -> None:
+    args = ["--model", "openai/test-model", "--base-url", server.openai_base_url, "--max-cost", "2"]
+    res = CliRunner().invoke(app, eval_args(tmp_path / "results", *args))
+    assert res.exit_code != 0 and "has no price" in res.output and "--price IN,OUT" in res.output
+    assert server.requests == []
 
 
 @pytest.mark.slow

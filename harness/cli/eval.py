@@ -30,6 +30,31 @@ def eval_cmd(
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")] = None,
     replay_from: Annotated[Path | None, typer.Option(help="replay: the run directory to re-serve.")] = None,
     max_connections: Annotated[int | None, typer.Option(help="Concurrent LLM requests per provider.")] = None,
+    max_answer_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Cap on one answer's tokens (default: the current script's size with a quarter to spare, "
+            "plus 2,048 for a plan, at least 4,096; reasoning models get 16,384 more)."
+        ),
+    ] = None,
+    call_time_limit: Annotated[
+        float | None,
+        typer.Option(
+            help="Wall-clock limit of one model call, seconds (default 1800: a local server on a CPU "
+            "writes about 10 tokens/s). A call that sends nothing for 600 s is asked again."
+        ),
+    ] = None,
+    context_window: Annotated[
+        int | None,
+        typer.Option(
+            help="The model's context window in tokens, when its server does not report it (llama.cpp: its --n_ctx)."
+        ),
+    ] = None,
+    price: Annotated[
+        str | None, typer.Option(help="The model's price, IN,OUT USD per million tokens (needed under --max-cost).")
+    ] = None,
+    requests_per_minute: Annotated[int | None, typer.Option(help="Pace LLM requests per provider.")] = None,
+    tokens_per_minute: Annotated[int | None, typer.Option(help="Pace LLM tokens per provider.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the search and of the training runs.")] = 0,
     executor: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
     executor_arg: Annotated[
@@ -78,6 +103,16 @@ def eval_cmd(
             margs["replay_from"] = str(replay_from)
         if max_connections:
             margs["max_connections"] = max_connections
+        for key, value in (
+            ("max_tokens", max_answer_tokens),
+            ("timeout_s", call_time_limit),
+            ("context_window", context_window),
+            ("price", price),
+            ("requests_per_minute", requests_per_minute),
+            ("tokens_per_minute", tokens_per_minute),
+        ):
+            if value is not None:
+                margs[key] = value
         sargs = parse_kv(scaffold_arg or [], "--scaffold-arg")
         xargs = parse_kv(executor_arg or [], "--executor-arg")
         if nodes is not None:

@@ -125,9 +125,7 @@ def plan_answer(model: str, prompt: PromptSize, window: Window | None, cap: int)
     """
     if window is None:
         return cap
-    # An estimate may be off either way: keep a tenth of it spare.
-    spare = 0 if prompt.exact else prompt.tokens // 10
-    room = window.tokens - prompt.tokens - spare
+    room = window.tokens - prompt.tokens
     if room < MIN_ANSWER_TOKENS:
         raise ModelError(
             f"the prompt cannot fit: it is {prompt.describe()} and {model}'s context window is "
@@ -136,4 +134,6 @@ def plan_answer(model: str, prompt: PromptSize, window: Window | None, cap: int)
             "(llama.cpp: --n_ctx), or set --context-window if the window is larger than that",
             permanent=True,
         )
-    return min(cap, room)
+    # An estimate may be short: keep a tenth of it spare, as far as the minimum answer allows.
+    spare = 0 if prompt.exact else prompt.tokens // 10
+    return min(cap, max(room - spare, MIN_ANSWER_TOKENS))

@@ -92,7 +92,8 @@ class PriceTable:
         provider, sep, name = model.partition("/")
         if not sep:
             provider, name = "", provider
-        name = name.lower()
+        # A gateway's name (`deepseek/deepseek-r1`) ends with the vendor's.
+        name = name.lower().rsplit("/", 1)[-1]
         candidates = [name]
         while _SNAPSHOT.search(candidates[-1]):
             candidates.append(_SNAPSHOT.sub("", candidates[-1]))

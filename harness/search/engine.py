@@ -164,6 +164,7 @@ class Engine:
             self._loop(stages)
         except BaseException:
             self._abandon.set()
+            self.model.cancel()  # a call in flight ends now: its answer would be dropped anyway
             for pool in pools:
                 pool.shutdown(wait=False, cancel_futures=True)
             busy = len(stages.coding) + len(stages.running) + len(stages.analysing)
