@@ -12,7 +12,7 @@ import pytest
 from harness.coder.answer_log import count_answer_formats, read_answers
 from harness.coder.coder import write_candidate
 from harness.coder.transcript import read_exchanges
-from harness.models import Message, keys
+from harness.models import Message
 from harness.models.providers.openai import OpenAIModel
 from tests.fake_llm_server import FakeLLMServer, answer
 
@@ -22,10 +22,7 @@ EDIT += "=======\nvalue_7 = 8  # one line of a long training script\n>>>>>>> REP
 ECHO = ("# Task mini-1\nYou are given a training script. " * 40 + SCRIPT[:2000]) * 6
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(keys, "_dotenv_loaded", False)
+pytestmark = pytest.mark.usefixtures("model_env")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ what only this provider does. What every provider does is `test_models_conforman
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from harness.cli.app import app
 from harness.coder.transcript import read_exchanges
 from harness.errors import ConfigError
 from harness.eval.evaluate import read_run
-from harness.models import CallContext, Message, get_model, keys
+from harness.models import CallContext, Message, get_model
 from harness.models.providers.anthropic import AnthropicModel
 from tests.fake_llm_server import FakeLLMServer, Recorder, answer, overloaded, overloaded_mid_stream, truncated_stream
 
@@ -28,18 +27,8 @@ MESSAGES = [
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "SPEEDRUN_PRICES"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(keys, "_dotenv_loaded", False)
+def with_key(model_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as fake:
-        yield fake
 
 
 def make(

@@ -17,7 +17,7 @@ import pytest
 
 from harness.coder.transcript import Exchange, append_exchange
 from harness.errors import ConfigError
-from harness.models import CallContext, Completion, Message, Model, ModelError, Usage, get_model, keys, provider_names
+from harness.models import CallContext, Completion, Message, Model, ModelError, Usage, get_model, provider_names
 from harness.models.base import APIModel
 from harness.models.context import default_answer_cap
 from harness.models.registry import is_deterministic, provider_class
@@ -78,21 +78,7 @@ API = [
 OFFLINE = ["oracle", "null", "replay"]
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No key, endpoint or `.env` from the developer's machine leaks into these tests."""
-    for api in API:
-        monkeypatch.delenv(api.key_variable, raising=False)
-    for name in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "SPEEDRUN_PRICES"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(keys, "_dotenv_loaded", False)
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as fake:
-        yield fake
+pytestmark = pytest.mark.usefixtures("model_env")
 
 
 @pytest.fixture(params=API, ids=str)

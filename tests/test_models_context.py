@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.models import CallContext, Message, ModelError, get_model, keys
+from harness.models import CallContext, Message, ModelError, get_model
 from harness.models.base import APIModel
 from harness.models.context import (
     PromptSize,
@@ -31,16 +29,7 @@ def ask(chars: int) -> list[Message]:
     return [Message(role="system", content="Edit the script."), Message(role="user", content="x" * chars)]
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(keys, "_dotenv_loaded", False)
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as fake:
-        yield fake
+pytestmark = pytest.mark.usefixtures("model_env")
 
 
 @pytest.fixture(params=list(SPECS))

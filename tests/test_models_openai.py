@@ -5,7 +5,6 @@ What every provider does (settings errors, keys, retries, faults) is `test_model
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from harness.errors import ConfigError
 from harness.eval.evaluate import read_run
 from harness.events import Event
 from harness.manifests.tracks import load_track
-from harness.models import CallContext, Message, keys
+from harness.models import CallContext, Message
 from harness.models.providers.openai import OpenAIModel
 from tests.fake_llm_server import (
     FakeLLMServer,
@@ -40,19 +39,7 @@ MESSAGES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No key, endpoint or `.env` from the developer's machine leaks into these tests."""
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SPEEDRUN_PRICES"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(keys, "_dotenv_loaded", False)
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as fake:
-        yield fake
+pytestmark = pytest.mark.usefixtures("model_env")
 
 
 def make(server: FakeLLMServer, spec: str = "openai/gpt-4o", **args: Any) -> OpenAIModel:

@@ -74,7 +74,7 @@ class EventRenderer:
                 self.console.print(f"{stamp} {who}{text}", highlight=False)
 
     def _model_progress(self, ev: Event, stamp: str, who: str) -> None:
-        """A long model call: the live status line shows it; a log gets a line a minute, and stalls."""
+        """A long model call: the live status line shows it (and prints a stall); a log gets a line a minute."""
         if self._status is not None:
             self._status.update(f"node {ev.node}: {ev.message}" if ev.node is not None else ev.message)
             if ev.data.get("silent_s") is None:

@@ -18,7 +18,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from harness.coder import formats
+from harness.coder.formats import (
+    FormatRefused,
+    blank_insensitive_replace,
+    closest_line,
+    diff_edits,
+    kind_of,
+    refusal,
+    whole_file_edits,
+)
 
 _SEARCH = re.compile(r"^\s*<{5,9} ?SEARCH\s*$")
 _DIVIDER = re.compile(r"^\s*={5,9}\s*$")
@@ -33,7 +41,7 @@ class EditError(Exception):
 
     def __init__(self, message: str, kind: str | None = None) -> None:
         super().__init__(message)
-        self.kind = kind or formats.kind_of(message)
+        self.kind = kind or kind_of(message)
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,7 @@ def apply_blocks(files: dict[str, str], blocks: list[EditBlock]) -> EditOutcome:
             raise EditError(
                 f"{where}: the SEARCH part matches {count} places; add surrounding lines so it matches once"
             )
-        replaced = _loose_replace(text, block.search, block.replace) or formats.blank_insensitive_replace(
+        replaced = _loose_replace(text, block.search, block.replace) or blank_insensitive_replace(
             text, block.search, block.replace
         )
         if replaced is None:
@@ -172,7 +180,7 @@ def apply_answer(answer: str, files: dict[str, str], main_file: str) -> EditOutc
         loose = any("matched only when ignoring" in note for note in outcome.notes)
         outcome.format = "search_replace_loose" if loose else "search_replace"
         return outcome
-    diff = formats.diff_edits(answer, main_file)
+    diff = diff_edits(answer, main_file)
     if diff is not None:
         try:
             outcome = apply_blocks(files, [EditBlock(*edit) for edit in diff])
@@ -186,11 +194,11 @@ def apply_answer(answer: str, files: dict[str, str], main_file: str) -> EditOutc
         outcome.notes.append("answer read as a unified diff")
         return outcome
     try:
-        whole = formats.whole_file_edits(answer, files, main_file)
-    except formats.FormatRefused as exc:
+        whole = whole_file_edits(answer, files, main_file)
+    except FormatRefused as exc:
         raise EditError(str(exc), kind=exc.kind) from None
     if whole is None:
-        refused = formats.refusal(answer, files, main_file)
+        refused = refusal(answer, files, main_file)
         raise EditError(str(refused), kind=refused.kind)
     outcome = apply_blocks(files, [EditBlock(*edit) for edit in whole])
     outcome.whole_file, outcome.format = True, "whole_file"
@@ -208,7 +216,7 @@ def _apply(files: dict[str, str], blocks: list[EditBlock], main_file: str) -> Ed
             raise
         block = blocks[int(m.group(1)) - 1]
         first = next((ln for ln in block.search.splitlines() if ln.strip()), "")
-        near = formats.closest_line(files.get(block.file, ""), first) if first else None
+        near = closest_line(files.get(block.file, ""), first) if first else None
         if near is None:
             raise
         raise EditError(f"{exc}; the closest line in {block.file} is: {near[:120]!r}", kind=exc.kind) from None

@@ -132,8 +132,7 @@ class APIModel(Model):
         self.progress_every_s, self.stall_notice_s = PROGRESS_EVERY_S, STALL_NOTICE_S
         self._client: Any = None
         self._lock = threading.Lock()
-        self._window: ctx_window.Window | None = None
-        self._window_known = False
+        self.windows = ctx_window.WindowBook(name, self.model_name, self.config.context_window)
         self._watches: set[CallWatch] = set()
 
     # ---- what a provider module says ------------------------------------------------------
@@ -224,14 +223,15 @@ class APIModel(Model):
             raise ModelError(str(exc)) from exc
         cap = self.config.max_tokens or ctx_window.default_answer_cap(context.current_code)
         cap += self.reasoning_allowance() if self.config.max_tokens is None else 0
+        served, count = lambda: self.server_window(client), lambda: self.count_tokens(client, messages)
         try:
-            return self._call(client, messages, context, self._plan(client, messages, cap))
+            return self._call(client, messages, context, self.windows.plan(messages, cap, served, count))
         except ModelError as exc:
             learned = ctx_window.window_from_error(str(exc))
-            if learned is None or not self._learn_window(learned):
+            if learned is None or not self.windows.learn(learned):
                 raise
         # The server named its window: ask again only if the prompt fits it, with the cap that does.
-        max_tokens = self._plan(client, messages, cap)
+        max_tokens = self.windows.plan(messages, cap, served, count)
         self._emit("model_status", f"context window is {learned} tokens: asking again for {max_tokens}", context)
         return self._call(client, messages, context, max_tokens)
 
@@ -280,43 +280,6 @@ class APIModel(Model):
         )
         return completion.model_copy(update={"usage": with_cost(self.name, completion.usage, self.prices)})
 
-    # ---- the context window -------------------------------------------------------------------
-
-    def window(self, client: Any) -> ctx_window.Window | None:
-        """The context window and where it is known from (resolved once)."""
-        with self._lock:
-            if self._window_known:
-                return self._window
-        window = None
-        if self.config.context_window:
-            window = ctx_window.Window(self.config.context_window, "--context-window")
-        elif (served := _quietly(lambda: self.server_window(client))) is not None:
-            window = ctx_window.Window(served, "reported by the server's /v1/models")
-        elif (listed := ctx_window.vendor_window(self.model_name)) is not None:
-            window = ctx_window.Window(listed, "the vendor's figure in harness/models/context.py")
-        with self._lock:
-            if not self._window_known:
-                self._window, self._window_known = window, True
-            return self._window
-
-    def _learn_window(self, tokens: int) -> bool:
-        """Take the window a server's error named; False if it is what we already knew."""
-        with self._lock:
-            if self._window is not None and self._window.tokens == tokens:
-                return False
-            self._window, self._window_known = ctx_window.Window(tokens, "named by the server's error"), True
-            return True
-
-    def _plan(self, client: Any, messages: list[Message], cap: int) -> int:
-        window = self.window(client)
-        prompt = ctx_window.PromptSize(ctx_window.estimate_prompt(messages), exact=False)
-        if window is not None and prompt.tokens + cap > 0.8 * window.tokens:
-            # Close to the window: worth the server's own count, where it can give one.
-            counted = _quietly(lambda: self.count_tokens(client, messages))
-            if counted is not None:
-                prompt = ctx_window.PromptSize(counted, exact=True)
-        return ctx_window.plan_answer(self.name, prompt, window, cap)
-
     # ---- progress and cancelling -----------------------------------------------------------------
 
     def cancel(self) -> None:
@@ -353,11 +316,3 @@ class APIModel(Model):
 
 def _pacing(wait_s: float) -> str:
     return f"pacing: waiting {wait_s:.0f} s for the per-minute limits"
-
-
-def _quietly(ask: Callable[[], int | None]) -> int | None:
-    """What a server says about itself, or None when it cannot say (any error): it is only a help."""
-    try:
-        return ask()
-    except Exception:
-        return None

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from harness.models.contract import Message, ModelError
@@ -137,3 +138,58 @@ def plan_answer(model: str, prompt: PromptSize, window: Window | None, cap: int)
     # An estimate may be short: keep a tenth of it spare, as far as the minimum answer allows.
     spare = 0 if prompt.exact else prompt.tokens // 10
     return min(cap, max(room - spare, MIN_ANSWER_TOKENS))
+
+
+class WindowBook:
+    """What one model's window is known to be, and the cap each call gets from it (thread-safe)."""
+
+    def __init__(self, model: str, model_name: str, setting: int | None) -> None:
+        self.model, self.model_name, self.setting = model, model_name, setting
+        self._lock = threading.Lock()
+        self._window: Window | None = None
+        self._known = False
+
+    def window(self, served: Callable[[], int | None]) -> Window | None:
+        """The window, resolved once; `served` asks the server (only if the setting does not say)."""
+        with self._lock:
+            if self._known:
+                return self._window
+        window = None
+        if self.setting:
+            window = Window(self.setting, "--context-window")
+        elif (tokens := _quietly(served)) is not None:
+            window = Window(tokens, "reported by the server's /v1/models")
+        elif (listed := vendor_window(self.model_name)) is not None:
+            window = Window(listed, "the vendor's figure in harness/models/context.py")
+        with self._lock:
+            if not self._known:
+                self._window, self._known = window, True
+            return self._window
+
+    def learn(self, tokens: int) -> bool:
+        """Take the window a server's error named; False if it is what was known already."""
+        with self._lock:
+            if self._window is not None and self._window.tokens == tokens:
+                return False
+            self._window, self._known = Window(tokens, "named by the server's error"), True
+            return True
+
+    def plan(
+        self, messages: list[Message], cap: int, served: Callable[[], int | None], count: Callable[[], int | None]
+    ) -> int:
+        """This call's answer cap (`plan_answer`); near the window, `count` asks the server's tokenizer."""
+        window = self.window(served)
+        prompt = PromptSize(estimate_prompt(messages), exact=False)
+        if window is not None and prompt.tokens + cap > 0.8 * window.tokens:
+            counted = _quietly(count)
+            if counted is not None:
+                prompt = PromptSize(counted, exact=True)
+        return plan_answer(self.model, prompt, window, cap)
+
+
+def _quietly(ask: Callable[[], int | None]) -> int | None:
+    """What a server says about itself, or None when it cannot say (any error): it is only a help."""
+    try:
+        return ask()
+    except Exception:
+        return None

@@ -16,9 +16,10 @@ from pydantic import Field
 
 from harness.errors import ConfigError
 from harness.models.base import APIModel, APISettings, CallContext, Chunk, Completion, Message, Usage
-from harness.models.context import estimate_prompt, estimate_tokens, window_from_card
+from harness.models.context import estimate_prompt, estimate_tokens
 from harness.models.registry import provider
 from harness.models.retry import IncompleteResponse, not_a_stream
+from harness.models.servers import ServerTokenizer, served_window
 
 DEFAULT_TEMPERATURE, DEFAULT_REASONING_EFFORT = 0.7, "medium"
 #: Hidden reasoning counts against a reasoning model's cap: room for it on top of the answer's.
@@ -58,7 +59,7 @@ class OpenAIModel(APIModel):
                 f"{name} is a reasoning model: it takes reasoning_effort, not temperature"
                 " (drop temperature, or set reasoning=false if it is not one)"
             )
-        self._tokenizer: str | None = None  # the server's tokenize path that answered, "" for none
+        self._tokenizer = ServerTokenizer()
 
     def settings(self) -> dict[str, Any]:
         cfg, out = self.config, super().settings()
@@ -129,32 +130,13 @@ class OpenAIModel(APIModel):
                 cached_tokens=(details_in.cached_tokens or 0) if details_in else 0,
                 reasoning_tokens=(details_out.reasoning_tokens or 0) if details_out else 0,
             )
-        return Completion(text=text, usage=usage, model=f"openai/{model or self.model_name}", finish_reason=finish)
+        return Completion(
+            text=text, usage=usage, model=f"{self.provider}/{model or self.model_name}", finish_reason=finish
+        )
 
     def server_window(self, client: Any) -> int | None:
-        if self.uses_vendor:
-            return None  # OpenAI's model list has no window; the vendor table does
-        cards = [card.model_dump() for card in client.models.list().data]
-        mine = [c for c in cards if c.get("id") == self.model_name] or (cards if len(cards) == 1 else [])
-        return window_from_card(mine[0]) if mine else None
+        # OpenAI's own model list has no window (the vendor table does); other servers' may.
+        return None if self.uses_vendor else served_window(client, self.model_name)
 
     def count_tokens(self, client: Any, messages: list[Message]) -> int | None:
-        if self.uses_vendor or self._tokenizer == "":
-            return None
-        root = str(client.base_url).rstrip("/").removesuffix("/v1")
-        text = "\n".join(m.content for m in messages)
-        # vLLM counts the chat as templated; llama-cpp-python counts text (plus our per-message overhead).
-        asks = [("/tokenize", {"model": self.model_name, "messages": [m.model_dump() for m in messages]}, 0)]
-        asks.append(("/extras/tokenize/count", {"model": self.model_name, "input": text}, 8 * len(messages)))
-        for path, body, overhead in asks:
-            if self._tokenizer not in (None, path):
-                continue
-            try:
-                answer = client.post(root + path, cast_to=object, body=body)
-            except Exception:
-                continue
-            if isinstance(answer, dict) and isinstance(answer.get("count"), int):
-                self._tokenizer = path
-                return int(answer["count"]) + overhead
-        self._tokenizer = ""
-        return None
+        return None if self.uses_vendor else self._tokenizer.count(client, self.model_name, messages)
