@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from harness.coder.edits import render_block  # noqa: E402
 from harness.execution.base import ExecResult, Executor, LineCallback, RunSpec  # noqa: E402
 from harness.manifests.tracks import Task  # noqa: E402
-from harness.models.base import CodingContext, Completion, Message, Model, Usage  # noqa: E402
+from harness.models.base import CallContext, Completion, Message, Model, Usage  # noqa: E402
 from harness.search import get_scaffold  # noqa: E402
 from harness.search.engine import Engine, EngineConfig, Schedule  # noqa: E402
 
@@ -52,7 +52,7 @@ class DelayedModel(Model):
         super().__init__("delayed")
         self.think_s = think_s
 
-    def generate(self, messages: list[Message], context: CodingContext) -> Completion:
+    def generate(self, messages: list[Message], context: CallContext) -> Completion:
         time.sleep(self.think_s)
         old = next(line for line in context.current_code.splitlines(keepends=True) if line.startswith("ATTEMPT"))
         text = render_block(context.file_name, old, f"ATTEMPT = {context.node_id}\n")

@@ -21,7 +21,7 @@ from harness.errors import ConfigError, SpeedrunError
 from harness.eval.log import RunInfo
 from harness.manifests.tracks import Task, get_task, load_track
 from harness.models import Usage, get_model
-from harness.models.base import CodingContext, Message, Model, ModelError
+from harness.models.base import CallContext, Message, Model, ModelError
 from harness.rundir import node_code, read_bounded, read_run_info, run_dirs
 from harness.similarity import TaskRecords, record_diff
 
@@ -119,7 +119,7 @@ def judge_node(model: Model, run_dir: Path, info: RunInfo, node_id: int) -> Verd
     out_dir = run_dir / JUDGE_DIR
     if out_dir.is_symlink():
         raise ConfigError(f"{out_dir} is a link; remove it before judging")
-    ctx = CodingContext(task_id=task.id, file_name=a.script, current_code=code, node_id=node_id, purpose="judge")
+    ctx = CallContext(task_id=task.id, file_name=a.script, current_code=code, node_id=node_id, purpose="judge")
     try:
         done = recorded_call(model, judge_messages(hint, human, mine), ctx, out_dir)
     except ModelError as exc:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.models import keys
+from tests.fake_llm_server import FakeLLMServer
 from tests.toytrack import write_toy_track
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,6 +24,33 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
         monkeypatch.delenv(key, raising=False)
     return cache
+
+
+MODEL_VARIABLES = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "SPEEDRUN_PRICES",
+)
+
+
+@pytest.fixture
+def model_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No key, endpoint or `.env` from the developer's machine reaches a model under test."""
+    for name in MODEL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(keys, "_dotenv_loaded", False)
+    return tmp_path
+
+
+@pytest.fixture
+def server() -> Iterator[FakeLLMServer]:
+    """A scripted OpenAI- and Anthropic-compatible server (tests/fake_llm_server.py)."""
+    with FakeLLMServer() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -6,6 +6,12 @@ It listens on 127.0.0.1 (a free port) in a background thread and answers
 a script; when the script runs out, `default` answers. Requests are recorded so tests can
 assert on what the client sent.
 
+Like the local servers users run, it can also list its models (`GET /v1/models`, with a
+`max_model_len` when `context_window` is set), count tokens (`POST /tokenize` as vLLM does,
+`/extras/tokenize/count` as llama-cpp-python does, `/v1/messages/count_tokens` as Anthropic
+does; one token per `chars_per_token` characters), and refuse a prompt that does not fit its
+window with the error text those servers use.
+
     with FakeLLMServer() as server:
         server.script(rate_limited(retry_after="2"), answer("hello"))
         client = OpenAI(base_url=server.openai_base_url, api_key="test")
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import socket
 import threading
 import time
@@ -23,7 +30,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-ReplyKind = Literal["answer", "error", "malformed", "drop", "stream_error", "truncated"]
+from harness.events import Event
+
+ReplyKind = Literal["answer", "error", "malformed", "drop", "stream_error", "truncated", "plain_json", "empty"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,10 @@ class Reply:
     thinking: str | None = None
     finish_reason: str | None = None
     delay_s: float = 0.0
+    #: Seconds between the events of a streamed answer (a slow server writing token by token).
+    chunk_delay_s: float = 0.0
+    #: Characters per streamed text event.
+    chunk_chars: int = 40
     model: str | None = None
 
 
@@ -97,11 +110,21 @@ def truncated_stream() -> Reply:
     return Reply("truncated", text="an answer that stops " * 10)
 
 
+def plain_json(text: str = "an answer that was not streamed") -> Reply:
+    """A plain JSON body, even to a request that asked for a stream (gateways and proxies do this)."""
+    return Reply("plain_json", text=text)
+
+
+def empty_choice() -> Reply:
+    """OpenAI: a completion (or stream) with no choices. Anthropic: a message with no content."""
+    return Reply("empty")
+
+
 def record_change_answer(track: str, task_id: str) -> Reply:
     """An answer that makes the task's human change, as SEARCH/REPLACE blocks (what the oracle says)."""
     from harness.coder.edits import render_block
     from harness.manifests.tracks import load_track
-    from harness.models.oracle import diff_blocks
+    from harness.models.providers.oracle import diff_blocks
 
     loaded = load_track(track)
     task = next(t for t in loaded.tasks() if t.id == task_id)
@@ -122,6 +145,18 @@ _DEFAULT_ERROR_TYPES = {
 }
 
 
+class Recorder:
+    """Stands in for `time.sleep` and the progress display."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self.events: list[Event] = []
+
+    @property
+    def statuses(self) -> list[str]:
+        return [e.message for e in self.events if e.kind == "model_status"]
+
+
 @dataclass(frozen=True)
 class Request:
     path: str
@@ -134,6 +169,11 @@ class FakeLLMServer:
         self.default: Reply = answer("OK")
         self.requests: list[Request] = []
         self.max_in_flight = 0
+        #: The window the server enforces (and reports, with `report_window`); None: it takes anything.
+        self.context_window: int | None = None
+        self.report_window = True
+        #: Characters per token of its tokenizer; None: it has no tokenize endpoint.
+        self.chars_per_token: float | None = None
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -180,11 +220,13 @@ class FakeLLMServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _next(self, request: Request) -> Reply:
+    def _next(self, instead: Reply | None = None) -> Reply:
+        """The next scripted reply; `instead` answers without using it up (a refused prompt)."""
         with self._lock:
-            self.requests.append(request)
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            if instead is not None:
+                return instead
             return self._queue.popleft() if self._queue else self.default
 
     def _done(self) -> None:
@@ -207,6 +249,15 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") != "/v1/models":
+            self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found_error"}})
+            return
+        card: dict[str, Any] = {"id": "fake", "object": "model", "created": 0, "owned_by": "fake"}
+        if self.fake.context_window is not None and self.fake.report_window:
+            card["max_model_len"] = self.fake.context_window
+        self._send_json(200, {"object": "list", "data": [card]})
+
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length)
@@ -215,25 +266,95 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = {"_raw": raw.decode(errors="replace")}
         request = Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-        anthropic = self.path.rstrip("/").endswith("/messages")
-        if not anthropic and not self.path.rstrip("/").endswith("/chat/completions"):
+        path = self.path.rstrip("/")
+        if path in ("/tokenize", "/extras/tokenize/count", "/v1/messages/count_tokens"):
+            self._send_count(path, request)
+            return
+        anthropic = path.endswith("/messages")
+        if not anthropic and not path.endswith("/chat/completions"):
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found_error"}})
             return
-        reply = self.fake._next(request)
+        with self.fake._lock:
+            self.fake.requests.append(request)
+        reply = self.fake._next(instead=self._window_error(body, anthropic))
         try:
-            if reply.delay_s:
-                time.sleep(reply.delay_s)
-            if reply.kind == "error":
-                self._send_error(reply, anthropic)
-            elif anthropic and body.get("stream"):
-                self._send_anthropic_stream(reply, body)
-            elif reply.kind == "malformed":
-                self._send_raw(200, b'{"id": "broken", "choices": [{"message": ', "application/json")
-            else:
-                payload = _anthropic_message(reply, body) if anthropic else _openai_completion(reply, body)
-                self._send_json(200, payload, drop=reply.kind in ("drop", "stream_error", "truncated"))
+            self._reply(reply, body, anthropic)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up on this answer (a time limit, a cancel): nothing to tell it
         finally:
             self.fake._done()
+
+    def _reply(self, reply: Reply, body: dict[str, Any], anthropic: bool) -> None:
+        if reply.delay_s:
+            time.sleep(reply.delay_s)
+        if reply.kind == "error":
+            self._send_error(reply, anthropic)
+        elif reply.kind == "plain_json":
+            self._send_json(200, _anthropic_message(reply, body) if anthropic else _openai_completion(reply, body))
+        elif anthropic and body.get("stream"):
+            self._send_anthropic_stream(reply, body)
+        elif body.get("stream"):
+            self._send_openai_stream(reply, body)
+        elif reply.kind == "malformed":
+            self._send_raw(200, b'{"id": "broken", "choices": [{"message": ', "application/json")
+        else:
+            payload = _anthropic_message(reply, body) if anthropic else _openai_completion(reply, body)
+            self._send_json(200, payload, drop=reply.kind in ("drop", "stream_error", "truncated"))
+
+    def _tokens(self, body: dict[str, Any]) -> int:
+        texts = [str(m.get("content", "")) for m in body.get("messages", [])] + [str(body.get("system") or "")]
+        texts.append(str(body.get("input") or ""))
+        return math.ceil(sum(len(t) for t in texts) / (self.fake.chars_per_token or 4.0))
+
+    def _send_count(self, path: str, request: Request) -> None:
+        if self.fake.chars_per_token is None:
+            self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found_error"}})
+            return
+        with self.fake._lock:
+            self.fake.requests.append(request)
+        count = self._tokens(request.body)
+        self._send_json(200, {"input_tokens": count} if path.endswith("count_tokens") else {"count": count})
+
+    def _window_error(self, body: dict[str, Any], anthropic: bool) -> Reply | None:
+        window = self.fake.context_window
+        if window is None:
+            return None
+        prompt = self._tokens(body)
+        answer_cap = int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
+        if prompt > window:
+            # llama-cpp-python's words (Anthropic's would do as well: both name the window).
+            return bad_request(f"Requested tokens ({prompt}) exceed context window of {window}")
+        if prompt + answer_cap > window:
+            return bad_request(
+                f"This model's maximum context length is {window} tokens. However, you requested "
+                f"{prompt + answer_cap} tokens ({prompt} in the messages, {answer_cap} in the completion)."
+            )
+        return None
+
+    def _send_openai_stream(self, reply: Reply, request: dict[str, Any]) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        events = _openai_events(reply, request)
+        if reply.kind == "malformed":
+            events = [*events[:2], "{not json"]
+        elif reply.kind == "truncated":
+            events = events[: len(events) // 2]
+        for i, data in enumerate(events):
+            if reply.kind == "drop" and i == len(events) // 2:
+                self._hang_up()
+                return
+            if reply.chunk_delay_s:
+                time.sleep(reply.chunk_delay_s)
+            self._write_chunk(f"data: {data}\n\n".encode())
+        if reply.kind != "truncated":
+            self._write_chunk(b"data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _write_chunk(self, chunk: bytes) -> None:
+        self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        self.wfile.flush()
 
     def _send_error(self, reply: Reply, anthropic: bool) -> None:
         error_type = reply.error_type or _DEFAULT_ERROR_TYPES.get(reply.status, "api_error")
@@ -296,32 +417,59 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.kind == "drop" and i == len(events) // 2:
                 self._hang_up()
                 return
-            chunk = f"event: {event}\ndata: {data}\n\n".encode()
-            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            if reply.chunk_delay_s:
+                time.sleep(reply.chunk_delay_s)
+            self._write_chunk(f"event: {event}\ndata: {data}\n\n".encode())
         self.wfile.write(b"0\r\n\r\n")
 
 
 def _openai_completion(reply: Reply, request: dict[str, Any]) -> dict[str, Any]:
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": reply.text, "refusal": None},
+        "finish_reason": reply.finish_reason or "stop",
+        "logprobs": None,
+    }
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": reply.model or request.get("model", "fake"),
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": reply.text, "refusal": None},
-                "finish_reason": reply.finish_reason or "stop",
-                "logprobs": None,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": reply.input_tokens,
-            "completion_tokens": reply.output_tokens,
-            "total_tokens": reply.input_tokens + reply.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens, "audio_tokens": 0},
-        },
+        "choices": [] if reply.kind == "empty" else [choice],
+        "usage": _openai_usage(reply),
+    }
+
+
+def _openai_events(reply: Reply, request: dict[str, Any]) -> list[str]:
+    """The data lines of a streamed chat completion: role, text pieces, finish, then usage when asked."""
+    head = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time())}
+    head["model"] = reply.model or request.get("model", "fake")
+
+    def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> str:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+        return json.dumps(head | {"choices": choices} | extra)
+
+    if reply.kind == "empty":
+        return [chunk(None), chunk(None)]
+    events = [chunk({"role": "assistant", "content": ""})]
+    size = max(reply.chunk_chars, 1)
+    # vLLM and DeepSeek stream a reasoning model's thinking as `reasoning_content` before the answer.
+    thinking = reply.thinking or ""
+    events += [chunk({"reasoning_content": thinking[i : i + size]}) for i in range(0, len(thinking), size)]
+    events += [chunk({"content": reply.text[i : i + size]}) for i in range(0, len(reply.text), size)]
+    events.append(chunk({}, reply.finish_reason or "stop"))
+    if (request.get("stream_options") or {}).get("include_usage"):
+        events.append(chunk(None, usage=_openai_usage(reply)))
+    return events
+
+
+def _openai_usage(reply: Reply) -> dict[str, Any]:
+    return {
+        "prompt_tokens": reply.input_tokens,
+        "completion_tokens": reply.output_tokens,
+        "total_tokens": reply.input_tokens + reply.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens, "audio_tokens": 0},
     }
 
 
@@ -340,6 +488,8 @@ def _anthropic_usage(reply: Reply) -> dict[str, Any]:
 
 def _anthropic_content(reply: Reply) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
+    if reply.kind == "empty":
+        return blocks
     if reply.thinking is not None:
         blocks.append({"type": "thinking", "thinking": reply.thinking, "signature": "sig"})
     blocks.append({"type": "text", "text": reply.text})
@@ -369,7 +519,8 @@ def _anthropic_events(reply: Reply, request: dict[str, Any]) -> list[tuple[str, 
         empty = {"type": "thinking", "thinking": "", "signature": ""} if kind == "thinking" else block | {"text": ""}
         events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": empty}))
         whole = block["thinking"] if kind == "thinking" else block["text"]
-        for piece in [whole[i : i + 40] for i in range(0, len(whole), 40)]:
+        size = max(reply.chunk_chars, 1)
+        for piece in [whole[i : i + size] for i in range(0, len(whole), size)]:
             delta = (
                 {"type": "thinking_delta", "thinking": piece}
                 if kind == "thinking"

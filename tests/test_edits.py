@@ -7,7 +7,7 @@ import random
 import pytest
 
 from harness.coder.edits import EditError, apply_answer, apply_blocks, parse_blocks, render_block
-from harness.models.oracle import diff_blocks
+from harness.models.providers.oracle import diff_blocks
 
 CODE = "import os\n\ndef f(x):\n    return x + 1\n\ndef g(x):\n    return x + 1\n\nprint(f(1))\n"
 
@@ -65,10 +65,13 @@ def test_whole_file_fallback_and_garbage() -> None:
     new = CODE.replace("x + 1", "x + 5")
     out = apply_answer(f"Here it is:\n```python\n{new}```\n", {"train.py": CODE}, "train.py")
     assert out.whole_file and out.files["train.py"] == new
-    with pytest.raises(EditError, match="no edit blocks"):
+    assert out.format == "whole_file"
+    with pytest.raises(EditError, match="no edits") as info:
         apply_answer("I think you should use a bigger learning rate.", {"train.py": CODE}, "train.py")
-    with pytest.raises(EditError, match="no edit blocks"):
+    assert info.value.kind == "prose"
+    with pytest.raises(EditError, match="no SEARCH/REPLACE blocks") as info:
         apply_answer("```python\nx = 1\n```", {"train.py": CODE}, "train.py")
+    assert info.value.kind == "snippets"
 
 
 def test_oracle_diff_blocks_reproduce_target_exactly() -> None:

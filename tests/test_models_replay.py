@@ -11,15 +11,15 @@ from harness.cli.app import app
 from harness.coder.transcript import Exchange, append_exchange, read_exchanges
 from harness.errors import ConfigError
 from harness.eval.log import read_run
-from harness.models import CodingContext, Completion, Message, ModelError, Usage, get_model
-from harness.models.replay import ReplayModel
+from harness.models import CallContext, Completion, Message, ModelError, Usage, get_model
+from harness.models.providers.replay import ReplayModel
 from tests.fake_llm_server import FakeLLMServer, answer
 
 ASK = [Message(role="system", content="edit"), Message(role="user", content="make it faster")]
 
 
-def context(node: int | None, attempt: int = 0, task: str = "mini-0") -> CodingContext:
-    return CodingContext(task_id=task, file_name="train.py", current_code="x = 1\n", node_id=node, attempt=attempt)
+def context(node: int | None, attempt: int = 0, task: str = "mini-0") -> CallContext:
+    return CallContext(task_id=task, file_name="train.py", current_code="x = 1\n", node_id=node, attempt=attempt)
 
 
 def record(run_dir: Path, node: int, attempt: int, text: str | None, *, task: str = "mini-0") -> None:
@@ -77,7 +77,7 @@ def test_the_last_recording_of_a_redone_node_wins(run_dir: Path) -> None:
         (context(0, task="mini-1"), "recorded for task mini-0, not mini-1"),
     ],
 )
-def test_missing_recording_is_a_permanent_model_error(run_dir: Path, ctx: CodingContext, words: str) -> None:
+def test_missing_recording_is_a_permanent_model_error(run_dir: Path, ctx: CallContext, words: str) -> None:
     model = ReplayModel("replay", {"replay_from": str(run_dir)})
     with pytest.raises(ModelError, match=words) as info:
         model.generate(ASK, ctx)

@@ -8,16 +8,24 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
-from harness.models import Usage
+from harness.models import Usage, get_model, keys
 from harness.models import base as models_base
-from harness.models.pricing import PriceTable, cost, load_prices, shipped_prices, with_cost
+from harness.models.pricing import (
+    PriceTable,
+    cost,
+    load_prices,
+    price_override,
+    require_price,
+    shipped_prices,
+    with_cost,
+)
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("SPEEDRUN_PRICES", raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(models_base, "_dotenv_loaded", False)
+    monkeypatch.setattr(keys, "_dotenv_loaded", False)
 
 
 def usage(input_tokens: int = 0, output_tokens: int = 0, cached: int = 0, reasoning: int = 0) -> Usage:
@@ -45,6 +53,11 @@ def test_shipped_table_covers_the_current_families_and_is_dated() -> None:
         "anthropic/claude-opus-4-1",
         "anthropic/claude-haiku-4-5",
         "anthropic/claude-opus-5-5",
+        # The paper's models besides o3-mini, through compatible endpoints or a gateway.
+        "anthropic/claude-3-7-sonnet-20250219",
+        "openai/deepseek-reasoner",
+        "openai/deepseek/deepseek-r1",
+        "openai/gemini-2.5-pro",
     ):
         price = table.lookup(model)
         assert price is not None, model
@@ -132,3 +145,21 @@ def test_bad_user_file_is_a_config_error(tmp_path: Path, text: str, words: str) 
 def test_missing_user_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_prices(tmp_path / "nope.toml")
+
+
+def test_the_price_flag_prices_one_model() -> None:
+    table = price_override("openai/qwen2.5-coder", " 0.5, 1.5")
+    assert table.cost("openai/qwen2.5-coder", usage(1_000_000, 1_000_000)) == pytest.approx(2.0)
+    for bad in ("1", "a,b", "-1,2", "1,2,3", ""):
+        with pytest.raises(ConfigError, match="--price wants IN,OUT"):
+            price_override("openai/x", bad)
+
+
+def test_a_cost_budget_needs_a_price() -> None:
+    free = get_model("openai/qwen2.5-coder", {"base_url": "http://127.0.0.1:9/v1"})
+    require_price(free, None)  # no budget: an unpriced model may run (its cost is reported as unknown)
+    with pytest.raises(ConfigError, match=r"openai/qwen2.5-coder has no price.*--price IN,OUT"):
+        require_price(free, 5.0)
+    require_price(get_model("openai/qwen2.5-coder", {"base_url": "http://127.0.0.1:9/v1", "price": "0,0"}), 5.0)
+    require_price(get_model("openai/o3-mini", {"base_url": "http://127.0.0.1:9/v1"}), 5.0)
+    require_price(get_model("null"), 5.0)

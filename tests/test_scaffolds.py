@@ -26,7 +26,7 @@ from harness.errors import ConfigError
 from harness.events import EventSink, ignore
 from harness.execution.base import ExecResult, Executor, LineCallback, RunSpec
 from harness.manifests.tracks import get_task, load_track
-from harness.models.base import CodingContext, Completion, Message, Model, Usage
+from harness.models.base import CallContext, Completion, Message, Model, Usage
 from harness.outcome import RunResult
 from harness.search import Action, Scaffold, SearchState, get_scaffold
 from harness.search.budget import Budget
@@ -42,7 +42,7 @@ PRESETS = ["flat", "tree", "forest", "aide", "multi-aide"]
 #: (valid, slower than the start), "miss" (runs, never reaches the target), "crash", "noedit"
 #: (an answer whose edit does not apply: the node fails without running).
 Outcome = str
-Decide = Callable[[CodingContext, list[Message]], Outcome]
+Decide = Callable[[CallContext, list[Message]], Outcome]
 
 
 def by_node(outcomes: dict[int, Outcome], default: Outcome = "valid") -> Decide:
@@ -77,7 +77,7 @@ class ScriptedModel(Model):
         self.prompts: dict[int, str] = {}
         self._lock = threading.Lock()
 
-    def generate(self, messages: list[Message], context: CodingContext) -> Completion:
+    def generate(self, messages: list[Message], context: CallContext) -> Completion:
         t0 = time.monotonic()
         purpose = str(getattr(context, "purpose", "code"))
         if self.interrupt_at is not None and context.node_id == self.interrupt_at and purpose == "code":
@@ -96,7 +96,7 @@ class ScriptedModel(Model):
         return Completion(text=edit_answer(context, outcome), usage=usage)
 
 
-def edit_answer(context: CodingContext, outcome: Outcome) -> str:
+def edit_answer(context: CallContext, outcome: Outcome) -> str:
     code = context.current_code
     if outcome == "noedit":
         return "train.py\n<<<<<<< SEARCH\nthis line is not in the file\n=======\nx = 1\n>>>>>>> REPLACE\n"
@@ -297,7 +297,7 @@ def test_with_nothing_that_ran_the_search_drafts_again(toy_home: Path, tmp_path:
 @pytest.mark.parametrize("preset", ["aide", "multi-aide"])
 def test_aide_debug_chains_stay_within_max_depth(toy_home: Path, tmp_path: Path, preset: str) -> None:
     # Every debug attempt crashes again, so chains grow until max_debug_depth stops them.
-    def decide(ctx: CodingContext, messages: list[Message]) -> Outcome:
+    def decide(ctx: CallContext, messages: list[Message]) -> Outcome:
         if "## This script failed" in messages[-1].content:
             return "crash"
         return "crash" if (ctx.node_id or 0) % 3 == 1 else "valid"

@@ -4,11 +4,11 @@ partial change the share counted by hand."""
 from __future__ import annotations
 
 import pytest
+from harness.models.providers.oracle import NullModel, OracleModel
 
 from harness.coder.edits import apply_answer
 from harness.manifests.tracks import load_track
-from harness.models.base import CodingContext
-from harness.models.oracle import NullModel, OracleModel
+from harness.models.base import CallContext
 from harness.similarity import changes, code_lines, similarity
 
 RECORD_I = '''\
@@ -116,7 +116,7 @@ def _answer_applied(model: OracleModel | NullModel, task_id: str) -> tuple[str, 
     track = load_track("mini")
     task = next(t for t in track.tasks() if t.id == task_id)
     a, b = track.record(task.from_record), track.record(task.to_record)
-    ctx = CodingContext(task_id=task_id, file_name=a.script, current_code=a.code())
+    ctx = CallContext(task_id=task_id, file_name=a.script, current_code=a.code())
     answer = model.generate([], ctx).text
     code = apply_answer(answer, {a.script: a.code()}, a.script).files[a.script]
     return a.code(), b.code(), code

@@ -30,6 +30,31 @@ def eval_cmd(
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")] = None,
     replay_from: Annotated[Path | None, typer.Option(help="replay: the run directory to re-serve.")] = None,
     max_connections: Annotated[int | None, typer.Option(help="Concurrent LLM requests per provider.")] = None,
+    max_answer_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Cap on one answer's tokens (default: the current script's size with a quarter to spare, "
+            "plus 2,048 for a plan, at least 4,096; reasoning models get 16,384 more)."
+        ),
+    ] = None,
+    call_time_limit: Annotated[
+        float | None,
+        typer.Option(
+            help="Wall-clock limit of one model call, seconds (default 1800: a local server on a CPU "
+            "writes about 10 tokens/s). A call that sends nothing for 600 s is asked again."
+        ),
+    ] = None,
+    context_window: Annotated[
+        int | None,
+        typer.Option(
+            help="The model's context window in tokens, when its server does not report it (llama.cpp: its --n_ctx)."
+        ),
+    ] = None,
+    price: Annotated[
+        str | None, typer.Option(help="The model's price, IN,OUT USD per million tokens (needed under --max-cost).")
+    ] = None,
+    requests_per_minute: Annotated[int | None, typer.Option(help="Pace LLM requests per provider.")] = None,
+    tokens_per_minute: Annotated[int | None, typer.Option(help="Pace LLM tokens per provider.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the search and of the training runs.")] = 0,
     executor: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
     executor_arg: Annotated[
@@ -97,7 +122,7 @@ def eval_cmd(
     from harness.eval.evaluate import Evaluation, evaluate
     from harness.leaderboard import write_leaderboard
     from harness.manifests.tracks import load_track
-    from harness.models.registry import DETERMINISTIC
+    from harness.models.registry import is_deterministic
 
     try:
         if schedule not in ("async", "paper"):
@@ -112,6 +137,16 @@ def eval_cmd(
             margs["replay_from"] = str(replay_from)
         if max_connections:
             margs["max_connections"] = max_connections
+        for key, value in (
+            ("max_tokens", max_answer_tokens),
+            ("timeout_s", call_time_limit),
+            ("context_window", context_window),
+            ("price", price),
+            ("requests_per_minute", requests_per_minute),
+            ("tokens_per_minute", tokens_per_minute),
+        ):
+            if value is not None:
+                margs[key] = value
         sargs = parse_kv(scaffold_arg or [], "--scaffold-arg")
         xargs = executor_options(executor, executor_config, parse_kv(executor_arg or [], "--executor-arg"))
         if (max_jobs is not None or submit) and executor != "slurm":
@@ -122,7 +157,7 @@ def eval_cmd(
             xargs["probe"] = False  # a dry run submits nothing, not even the probe of the compute node
         if nodes is not None:
             sargs["nodes"] = nodes
-        elif model in DETERMINISTIC and "nodes" not in sargs:
+        elif is_deterministic(model) and "nodes" not in sargs:
             # The offline models give the same answer every time: more nodes re-run one script.
             sargs["nodes"] = 1
             if not dry_run:  # a dry run prints only its JSON

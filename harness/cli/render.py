@@ -17,9 +17,14 @@ STYLES = {
     "node_started": "",
     "node_finished": "bold",
     "model_status": "yellow",
+    "model_progress": "dim",
     "stopped": "bold yellow",
     "calibration_run": "",
 }
+
+
+#: Without a live status line (output to a file), how often a long call's progress is printed.
+PROGRESS_LOG_EVERY_S = 60.0
 
 
 class EventRenderer:
@@ -30,6 +35,8 @@ class EventRenderer:
         self._status: Status | None = None
         self._lock = threading.Lock()
         self._t0 = time.monotonic()
+        #: When a node's call progress was last printed (without a live status line).
+        self._progress_printed: dict[int | None, float] = {}
 
     def __enter__(self) -> EventRenderer:
         if self.console.is_terminal:
@@ -51,6 +58,9 @@ class EventRenderer:
                 elif "val_loss" in ev.message:
                     self.console.print(f"{stamp} {who}[dim]{ev.message}[/dim]", highlight=False)
                 return
+            if ev.kind == "model_progress":
+                self._model_progress(ev, stamp, who)
+                return
             if ev.kind == "node_running" and self._status is not None:
                 self._status.update(f"node {ev.node}: running")
             style = STYLES.get(ev.kind, "")
@@ -62,3 +72,14 @@ class EventRenderer:
                 text = f"[{colour}]{ev.message}[/{colour}]"
             if ev.message or ev.kind == "node_finished":
                 self.console.print(f"{stamp} {who}{text}", highlight=False)
+
+    def _model_progress(self, ev: Event, stamp: str, who: str) -> None:
+        """A long model call: the live status line shows it (and prints a stall); a log gets a line a minute."""
+        if self._status is not None:
+            self._status.update(f"node {ev.node}: {ev.message}" if ev.node is not None else ev.message)
+            if ev.data.get("silent_s") is None:
+                return
+        now = time.monotonic()
+        if now - self._progress_printed.get(ev.node, self._t0 - PROGRESS_LOG_EVERY_S) >= PROGRESS_LOG_EVERY_S:
+            self._progress_printed[ev.node] = now
+            self.console.print(f"{stamp} {who}[dim]{ev.message}[/dim]", highlight=False)

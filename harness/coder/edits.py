@@ -8,7 +8,9 @@
     >>>>>>> REPLACE
 
 A SEARCH part must match exactly once. When it matches nowhere, a match that ignores
-indentation and trailing spaces is tried second, and the note says so.
+indentation and trailing spaces is tried second, then one that also ignores blank lines, and
+the note says so. Answers in other formats (whole files, unified diffs) are read into blocks by
+`harness.coder.formats`; `apply_answer` says which format each answer had.
 """
 
 from __future__ import annotations
@@ -16,15 +18,30 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from harness.coder.formats import (
+    FormatRefused,
+    blank_insensitive_replace,
+    closest_line,
+    diff_edits,
+    kind_of,
+    refusal,
+    whole_file_edits,
+)
+
 _SEARCH = re.compile(r"^\s*<{5,9} ?SEARCH\s*$")
 _DIVIDER = re.compile(r"^\s*={5,9}\s*$")
 _REPLACE = re.compile(r"^\s*>{5,9} ?REPLACE\s*$")
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
-_FENCED_BLOCK = re.compile(r"^(`{3,}|~{3,})[^\n]*\n(.*?)^\1\s*$", re.DOTALL | re.MULTILINE)
 
 
 class EditError(Exception):
-    """An answer whose edits cannot be parsed or applied; the message goes back to the model."""
+    """An answer whose edits cannot be parsed or applied; the message goes back to the model.
+
+    `kind` names what was wrong, for the per-run counts of answer formats (`harness.coder.formats`)."""
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind or kind_of(message)
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,8 @@ class EditOutcome:
     applied: int
     notes: list[str] = field(default_factory=list)
     whole_file: bool = False
+    #: The answer's format (`harness.coder.formats`): search_replace, whole_file, unified_diff, ...
+    format: str = "search_replace"
 
 
 def parse_blocks(answer: str, default_file: str) -> list[EditBlock]:
@@ -53,9 +72,7 @@ def parse_blocks(answer: str, default_file: str) -> list[EditBlock]:
             i += 1
             continue
         file = _file_name_before(lines, i) or default_file
-        j = i + 1
-        while j < len(lines) and not _DIVIDER.match(lines[j]):
-            j += 1
+        j = _divider_of(lines, i, file, len(blocks) + 1)
         k = j + 1
         while k < len(lines) and not _REPLACE.match(lines[k]):
             k += 1
@@ -85,18 +102,6 @@ def _join(lines: list[str]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def whole_file_answer(answer: str, current: str) -> str | None:
-    """The fallback: an answer that is one fenced code block looking like the whole file."""
-    blocks = [m.group(2) for m in _FENCED_BLOCK.finditer(answer)]
-    if len(blocks) != 1:
-        return None
-    code = blocks[0]
-    # A fragment is not a whole file: require a comparable size to the file it replaces.
-    if len(code.splitlines()) < 0.5 * len(current.splitlines()):
-        return None
-    return code if code.endswith("\n") else code + "\n"
-
-
 def apply_blocks(files: dict[str, str], blocks: list[EditBlock]) -> EditOutcome:
     """Apply blocks in order to a copy of `files`. Any block that does not apply raises EditError
     naming it, so the model can fix exactly that one."""
@@ -122,14 +127,16 @@ def apply_blocks(files: dict[str, str], blocks: list[EditBlock]) -> EditOutcome:
             raise EditError(
                 f"{where}: the SEARCH part matches {count} places; add surrounding lines so it matches once"
             )
-        replaced = _loose_replace(text, block.search, block.replace)
+        replaced = _loose_replace(text, block.search, block.replace) or blank_insensitive_replace(
+            text, block.search, block.replace
+        )
         if replaced is None:
             raise EditError(
                 f"{where}: the SEARCH part does not match the current file; copy the lines exactly, "
                 f"starting with: {block.search.splitlines()[0].strip()[:80]!r}"
             )
         out[block.file] = replaced
-        notes.append(f"{where}: matched only when ignoring indentation and trailing spaces")
+        notes.append(f"{where}: matched only when ignoring indentation, trailing spaces and blank lines")
     return EditOutcome(files=out, applied=len(blocks), notes=notes)
 
 
@@ -165,22 +172,69 @@ def _indent(line: str) -> str:
 
 
 def apply_answer(answer: str, files: dict[str, str], main_file: str) -> EditOutcome:
-    """Parse and apply an answer: SEARCH/REPLACE blocks first, one whole-file block second."""
+    """Parse and apply an answer: SEARCH/REPLACE blocks first, then a unified diff, then whole
+    files in code blocks; anything else is refused with what to send instead."""
     blocks = parse_blocks(answer, main_file)
     if blocks:
+        outcome = _apply(files, blocks, main_file)
+        loose = any("matched only when ignoring" in note for note in outcome.notes)
+        outcome.format = "search_replace_loose" if loose else "search_replace"
+        return outcome
+    diff = diff_edits(answer, main_file)
+    if diff is not None:
+        try:
+            outcome = apply_blocks(files, [EditBlock(*edit) for edit in diff])
+        except EditError as exc:
+            raise EditError(
+                f"your diff does not apply: {str(exc).replace('block', 'hunk', 1)} (a hunk's SEARCH part is its "
+                "context and '-' lines); answer with SEARCH/REPLACE blocks instead",
+                kind="diff_mismatch",
+            ) from None
+        outcome.format = "unified_diff"
+        outcome.notes.append("answer read as a unified diff")
+        return outcome
+    try:
+        whole = whole_file_edits(answer, files, main_file)
+    except FormatRefused as exc:
+        raise EditError(str(exc), kind=exc.kind) from None
+    if whole is None:
+        refused = refusal(answer, files, main_file)
+        raise EditError(str(refused), kind=refused.kind)
+    outcome = apply_blocks(files, [EditBlock(*edit) for edit in whole])
+    outcome.whole_file, outcome.format = True, "whole_file"
+    outcome.notes.append("answer taken as the whole file")
+    return outcome
+
+
+def _apply(files: dict[str, str], blocks: list[EditBlock], main_file: str) -> EditOutcome:
+    """`apply_blocks`, with a pointer to the line the model probably meant when a SEARCH part matches nowhere."""
+    try:
         return apply_blocks(files, blocks)
-    whole = whole_file_answer(answer, files[main_file])
-    if whole is not None:
-        return EditOutcome(
-            files={**files, main_file: whole},
-            applied=1,
-            whole_file=True,
-            notes=["answer taken as the whole file"],
-        )
-    raise EditError(
-        "no edit blocks found; answer with SEARCH/REPLACE blocks as described "
-        "(file name line, <<<<<<< SEARCH, =======, >>>>>>> REPLACE)"
-    )
+    except EditError as exc:
+        m = re.match(r"block (\d+) ", str(exc))
+        if exc.kind != "search_not_found" or m is None:
+            raise
+        block = blocks[int(m.group(1)) - 1]
+        first = next((ln for ln in block.search.splitlines() if ln.strip()), "")
+        near = closest_line(files.get(block.file, ""), first) if first else None
+        if near is None:
+            raise
+        raise EditError(f"{exc}; the closest line in {block.file} is: {near[:120]!r}", kind=exc.kind) from None
+
+
+def _divider_of(lines: list[str], start: int, file: str, number: int) -> int:
+    """The `=======` line of the block opened at `start`; a block that reaches its REPLACE
+    marker (or the next SEARCH) without one is refused, rather than borrowing the next block's."""
+    j = start + 1
+    while j < len(lines) and not _DIVIDER.match(lines[j]):
+        if _REPLACE.match(lines[j]) or _SEARCH.match(lines[j]):
+            raise EditError(
+                f"block {number} ({file}) has no '=======' line between its SEARCH and REPLACE parts; "
+                "put one after the lines to find",
+                kind="missing_divider",
+            )
+        j += 1
+    return j
 
 
 def render_block(file: str, search: str, replace: str) -> str:

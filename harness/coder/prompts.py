@@ -114,12 +114,34 @@ def build_messages(
     ]
 
 
-def fix_request(reason: str) -> Message:
+#: How much of an answer that did not apply goes back with the request to fix it: enough to
+#: recognise it, never so much that a runaway answer (one that echoed the prompt until its cap)
+#: crowds the conversation out of the context window.
+FAILED_ANSWER_CHARS = 1500
+
+
+def failed_answer(answer: str) -> Message:
+    """The model's answer that did not apply, as its turn of the conversation, cut to its start."""
+    text = answer.strip()
+    if len(text) > FAILED_ANSWER_CHARS:
+        rest = len(text) - FAILED_ANSWER_CHARS
+        text = f"{text[:FAILED_ANSWER_CHARS]}\n[... the remaining {rest:,} characters of this answer are left out ...]"
+    return Message(role="assistant", content=text or "(an empty answer)")
+
+
+def fix_request(reason: str, *, cut_off: bool = False) -> Message:
+    """What the model is told about its answer that did not apply; `cut_off`: it ended at its token cap."""
+    cap = (
+        " Your answer was cut off at its length limit: write only the plan and small SEARCH/REPLACE blocks,"
+        " and do not repeat the task or the file."
+        if cut_off
+        else ""
+    )
     return Message(
         role="user",
         content=(
             f"Your edits could not be applied: {reason}\n"
-            "Nothing was changed. Answer again with corrected SEARCH/REPLACE blocks "
+            f"Nothing was changed.{cap} Answer again with corrected SEARCH/REPLACE blocks "
             "against the current file shown above."
         ),
     )

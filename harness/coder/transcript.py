@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from harness.models.base import CodingContext, Completion, Message, Model, ModelError, Usage
+from harness.models.base import CallContext, Completion, Message, Model, ModelError, Usage
 
 TRANSCRIPT_JSONL = "transcript.jsonl"
 TRANSCRIPT_MD = "transcript.md"
@@ -76,7 +76,7 @@ def _render(ex: Exchange) -> str:
 def recorded_call(
     model: Model,
     messages: list[Message],
-    ctx: CodingContext,
+    ctx: CallContext,
     transcript_dir: Path,
     before: Callable[[], None] | None = None,
     after: Callable[[Usage], None] | None = None,

@@ -32,6 +32,7 @@ from harness.machine import this_machine
 from harness.manifests.integrity import require_fetched
 from harness.manifests.tracks import Task, Track, get_task, load_track
 from harness.models import get_model
+from harness.models.pricing import require_price
 from harness.outcome import ClockCheck
 from harness.scoring import estimate_fsr, need_another_pair
 from harness.search import get_scaffold
@@ -77,6 +78,7 @@ class Evaluation:
         self.to_record = self.track.record(self.task.to_record)
         self.model = get_model(cfg.model, cfg.model_args)
         self.model.check_ready()  # a missing key fails before any training run
+        require_price(self.model, cfg.max_cost_usd)  # a budget must see what calls cost
         self.scaffold = get_scaffold(cfg.scaffold, cfg.scaffold_args)
         self.run_dir = cfg.results_dir / cfg.run_id()
         self.time_limit_s = cfg.time_limit_s or self.track.time_limit_s

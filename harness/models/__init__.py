@@ -1,15 +1,16 @@
 """Model providers (`provider/model` names) and their shared contract."""
 
-from harness.models.base import CodingContext, Completion, Message, Model, ModelError, Usage
-from harness.models.registry import get_model, provider_names
+from harness.models.contract import CallContext, Completion, Message, Model, ModelError, Usage
+from harness.models.registry import get_model, provider, provider_names
 
 __all__ = [
-    "CodingContext",
+    "CallContext",
     "Completion",
     "Message",
     "Model",
     "ModelError",
     "Usage",
     "get_model",
+    "provider",
     "provider_names",
 ]

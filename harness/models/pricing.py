@@ -22,7 +22,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import ConfigError
-from harness.models.base import Usage, env
+from harness.models.contract import Model, Usage
+from harness.models.keys import env
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ class PriceTable:
         provider, sep, name = model.partition("/")
         if not sep:
             provider, name = "", provider
-        name = name.lower()
+        # A gateway's name (`deepseek/deepseek-r1`) ends with the vendor's.
+        name = name.lower().rsplit("/", 1)[-1]
         candidates = [name]
         while _SNAPSHOT.search(candidates[-1]):
             candidates.append(_SNAPSHOT.sub("", candidates[-1]))
@@ -126,6 +128,29 @@ def load_prices(user_file: str | Path | None = None) -> PriceTable:
     path = str(user_file) if user_file else env(PRICES_ENV)
     table = shipped_prices()
     return table.merged(_user_prices(path)) if path else table
+
+
+def price_override(model: str, spec: str) -> PriceTable:
+    """A one-model table from `--price IN,OUT` (USD per million input and output tokens)."""
+    parts = [p.strip() for p in spec.split(",")]
+    try:
+        price = Price(input=float(parts[0]), output=float(parts[1])) if len(parts) == 2 else None
+    except (ValueError, ValidationError):
+        price = None
+    if price is None:
+        raise ConfigError(f"--price wants IN,OUT in USD per million tokens, e.g. --price 0.5,1.5 (got {spec!r})")
+    provider, sep, name = model.partition("/")
+    return PriceTable({provider if sep else "": {(name if sep else provider).lower(): price}})
+
+
+def require_price(model: Model, max_cost_usd: float | None) -> None:
+    """Refuse a cost budget that cannot see a model's cost: an unpriced call counts as $0."""
+    if max_cost_usd is not None and not model.priced:
+        raise ConfigError(
+            f"{model.spec} has no price, so --max-cost cannot limit its spending; give one with "
+            "--price IN,OUT (USD per million input and output tokens; --price 0,0 for a free local server) "
+            f"or add it to a price file named by {PRICES_ENV}"
+        )
 
 
 _warned: set[str] = set()

@@ -30,7 +30,7 @@ from harness.coder.transcript import read_exchanges, recorded_call
 from harness.errors import BudgetExceeded, ConfigError
 from harness.events import Event, EventSink, ignore
 from harness.execution.base import Executor
-from harness.models.base import CodingContext, Message, Model, Usage
+from harness.models.base import CallContext, Message, Model, Usage
 from harness.search.api import Action, Scaffold, ScaffoldContext, SearchState
 from harness.search.journal import Journal, JournalEvent, Node
 from harness.search.node import Abandoned, Job, NodeSetup, NodeWorker
@@ -102,7 +102,7 @@ class Engine:
         self._abandon = threading.Event()
         # Workers finish nodes while the scheduler reads the tree: one consistent view at a time.
         self._journal_lock = threading.Lock()
-        self.model.on_status = lambda msg: self.emit(Event("model_status", msg))
+        self.model.on_event = self.emit
         self.worker = NodeWorker(
             config,
             model=model,
@@ -132,6 +132,7 @@ class Engine:
             self._loop(stages)
         except BaseException:
             self._abandon.set()
+            self.model.cancel()  # a call in flight ends now: its answer would be dropped anyway
             for pool in pools:
                 pool.shutdown(wait=False, cancel_futures=True)
             busy = len(stages.coding) + len(stages.running) + len(stages.analysing)
@@ -285,7 +286,7 @@ class _EngineContext(ScaffoldContext):
         with self._lock:
             self._calls += 1
             attempt = self._calls
-        ctx = CodingContext(
+        ctx = CallContext(
             task_id=eng.cfg.task.id,
             file_name=eng.cfg.main_file,
             current_code=eng.cfg.start_files.get(eng.cfg.main_file, ""),

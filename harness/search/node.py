@@ -28,7 +28,7 @@ from harness.execution.base import ExecResult, Executor, RunSpec
 from harness.fsutil import write_text_atomic
 from harness.logparse import parse_log_file
 from harness.manifests.tracks import Task
-from harness.models.base import CodingContext, Model, ModelError, Usage
+from harness.models.base import CallContext, Model, ModelError, Usage
 from harness.outcome import ClockCheck, RunResult, judge
 from harness.search.api import Action
 from harness.search.budget import Budget
@@ -256,7 +256,7 @@ class NodeWorker:
             job.summary,
             log_tail(ndir / "run.log"),
         )
-        ctx = CodingContext(
+        ctx = CallContext(
             task_id=s.task.id,
             file_name=s.main_file,
             current_code=job.files.get(s.main_file, ""),

@@ -6,15 +6,19 @@ from __future__ import annotations
 import difflib
 
 from harness.coder.edits import EditBlock, apply_blocks, render_block
-from harness.models.base import CodingContext, Completion, Message, Model, Usage
+from harness.models.contract import CallContext, Completion, Message, Model, Usage
+from harness.models.registry import provider
 
 
+@provider
 class OracleModel(Model):
     """Answers with the edits that turn the current script into the task's next record."""
 
     provider = "oracle"
+    deterministic = True
+    takes_model_name = False
 
-    def generate(self, messages: list[Message], context: CodingContext) -> Completion:
+    def generate(self, messages: list[Message], context: CallContext) -> Completion:
         from harness.manifests.tracks import get_task, load_track
 
         if _purpose(context) != "code":
@@ -29,30 +33,33 @@ class OracleModel(Model):
         return Completion(text=text, usage=Usage(calls=1), model=self.name)
 
 
+@provider
 class NullModel(Model):
     """Answers with an edit that changes nothing."""
 
     provider = "null"
+    deterministic = True
+    takes_model_name = False
 
-    def generate(self, messages: list[Message], context: CodingContext) -> Completion:
+    def generate(self, messages: list[Message], context: CallContext) -> Completion:
         if _purpose(context) != "code":
             return Completion(text=_remark(self.provider, context), usage=Usage(calls=1), model=self.name)
         return Completion(text=_noop_answer(context), usage=Usage(calls=1), model=self.name)
 
 
-def _purpose(context: CodingContext) -> str:
-    """What a call is for: the engine's analysis and scaffolds' own calls say so (`CallContext`)."""
-    return str(getattr(context, "purpose", "code"))
+def _purpose(context: CallContext) -> str:
+    """What a call is for: the engine's analysis and scaffolds' own calls say so."""
+    return context.purpose
 
 
-def _remark(provider: str, context: CodingContext) -> str:
+def _remark(provider: str, context: CallContext) -> str:
     """A fixed short answer to a call that is not for code (an analysis, a scaffold's question),
     so that offline runs with `--analyze` or an ideation step stay deterministic."""
     where = f" of node {context.node_id}" if context.node_id is not None else ""
     return f"[{provider}] no {_purpose(context)}{where}: the offline model only edits code."
 
 
-def _noop_answer(context: CodingContext) -> str:
+def _noop_answer(context: CallContext) -> str:
     lines = context.current_code.splitlines(keepends=True)
     # The first line that occurs once in the file, replaced by itself.
     line = next((ln for ln in lines if ln.strip() and context.current_code.count(ln) == 1), lines[0])

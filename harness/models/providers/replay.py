@@ -14,13 +14,16 @@ from typing import Any
 
 from harness.coder.transcript import TRANSCRIPT_JSONL, read_exchanges
 from harness.errors import ConfigError
-from harness.models.base import CodingContext, Completion, Message, Model, ModelError, Usage
+from harness.models.contract import CallContext, Completion, Message, Model, ModelError, Usage
+from harness.models.registry import provider
 
 log = logging.getLogger(__name__)
 
 
+@provider
 class ReplayModel(Model):
     provider = "replay"
+    takes_model_name = False
 
     def __init__(self, name: str, args: dict[str, Any] | None = None) -> None:
         super().__init__(name, args)
@@ -36,7 +39,7 @@ class ReplayModel(Model):
     def settings(self) -> dict[str, Any]:
         return {"replay_from": str(self.run_dir) if self.run_dir else None}
 
-    def generate(self, messages: list[Message], context: CodingContext) -> Completion:
+    def generate(self, messages: list[Message], context: CallContext) -> Completion:
         if self.run_dir is None:
             raise ModelError("replay has no --replay-from run directory", permanent=True)
         # A node's calls (code, analysis) live with the node; a scaffold's own calls in scaffold/.

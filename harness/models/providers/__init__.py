@@ -1,0 +1,1 @@
+"""The built-in providers, one module each, registered through the `speedrun.models` entry point."""
