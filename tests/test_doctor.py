@@ -158,3 +158,14 @@ def test_build_of_an_unknown_track_is_a_one_line_error(no_engine: None) -> None:
     assert result.exit_code == 2
     assert "no Dockerfile for track 'nosuch'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_doctor_says_which_isolation_local_runs_get(no_engine: None) -> None:
+    from harness.execution import bwrap
+
+    check = _by_name(run_checks())["local isolation"]
+    if bwrap.unavailable() is None:
+        assert check.ok and check.detail.startswith("bubblewrap")
+        assert "no network" in check.detail
+    else:
+        assert not check.ok and "sandbox=none" in check.fix and "bubblewrap" in check.fix

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 import harness
 from harness.coder.prompts import hints_for, parse_hint_levels
+from harness.confine import read_bounded
 from harness.data.tracks import TrackData, ensure_data, run_env
 from harness.errors import ConfigError
 from harness.eval import calibration
@@ -35,7 +36,7 @@ from harness.search import get_scaffold
 from harness.search.budget import Budget
 from harness.search.engine import Engine, EngineConfig, Schedule, python_command, spent
 from harness.search.journal import Journal
-from harness.search.workspace import source_files
+from harness.search.workspace import MAX_SOURCE_BYTES, node_code
 
 RUN_JSON = "run.json"
 
@@ -263,7 +264,12 @@ class Evaluation:
 
     def start_code(self) -> str:
         """The script the search starts from: record i's, or `start_from`."""
-        return self.cfg.start_from.read_text() if self.cfg.start_from else self.from_record.code()
+        if self.cfg.start_from is None:
+            return self.from_record.code()
+        data = read_bounded(self.cfg.start_from, MAX_SOURCE_BYTES)
+        if data is None:
+            raise ConfigError(f"start file {self.cfg.start_from} is not a regular file of at most 1 MiB")
+        return data.decode("utf-8", errors="replace")
 
     def executor(self) -> Executor:
         return track_executor(
@@ -338,11 +344,13 @@ class Evaluation:
     # ---- the steps -------------------------------------------------------------------------
 
     def run(self) -> RunInfo:
+        executor = self.executor()
+        if not self.model.trusted_code:
+            executor.check_untrusted()  # model-written code needs isolation: refused before anything is made
         self.run_dir.mkdir(parents=True, exist_ok=True)
         info = self._open_run()
         self.emit(Event("phase", f"data for track {self.track.name}"))
         data = ensure_data(self.track, self.cfg.data_dir, progress=lambda m: self.emit(Event("info", m)))
-        executor = self.executor()
         info.sandboxed = executor.sandboxed
         if not executor.sandboxed:
             info.status_detail = "local executor: candidates ran unsandboxed on this machine"
@@ -583,7 +591,7 @@ class Evaluation:
         )
 
     def node_files(self, node_id: int) -> dict[str, str]:
-        return source_files(self.run_dir / "nodes" / str(node_id) / "workspace")
+        return node_code(self.run_dir / "nodes" / str(node_id))
 
     def record_files(self) -> dict[str, str]:
         """Record i as a workspace: its one script."""

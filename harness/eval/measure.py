@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from harness.execution.base import Executor, RunSpec
 from harness.logparse import parse_log_file
 from harness.outcome import RunResult, judge
+from harness.search.workspace import write_files
 
 
 class MeasureSpec(BaseModel):
@@ -28,9 +29,7 @@ def measure(files: dict[str, str], workdir: Path, spec: MeasureSpec, executor: E
     if workdir.exists():
         shutil.rmtree(workdir)
     workspace = workdir / "workspace"
-    workspace.mkdir(parents=True)
-    for name, text in files.items():
-        (workspace / name).write_text(text)
+    write_files(workspace, files)
     run = executor.run(
         RunSpec(
             command=spec.command,

@@ -1,12 +1,15 @@
 """Run a candidate in a locked-down container: the executor for code an LLM wrote.
 
 One container per run, created from the track's image through the docker SDK:
-no network, no capabilities, no privilege escalation, a non-root user, a
-read-only root filesystem with only the workspace (rw), `/tmp` (a size-limited
-tmpfs) and the data (ro) mounted, and memory, pids, CPU and shm limits. The log
-is streamed to `spec.log_path` as it is written; the container is killed at the
-wall-clock limit and removed once its log and exit state are saved, whatever
-happens to the harness meanwhile (`prune` removes leftovers of a hard crash).
+no network, no capabilities, no privilege escalation, a seccomp profile that also
+denies ptrace and io_uring (`seccomp.py`), a non-root user, a read-only root
+filesystem with only the workspace and `/tmp` writable, both size- and
+file-count-limited tmpfs, and the data (ro) mounted, and memory, pids, CPU and shm
+limits. The workspace tmpfs is filled from the node's files (mounted read-only
+beside it), so nothing the run writes reaches the host. The log is streamed to
+`spec.log_path` as it is written; the container is killed at the wall-clock limit
+and removed once its log and exit state are saved, whatever happens to the
+harness meanwhile (`prune` removes leftovers of a hard crash).
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.execution import seccomp
 from harness.execution.base import MAX_LOG_BYTES, ExecResult, Executor, LineCallback, LogSink, RunSpec
 from harness.execution.environment import THREAD_VARS, candidate_env
 from harness.execution.registry import register
 
-#: Where the run sees its workspace and its data.
+#: Where the run sees its workspace and its data, and where the node's files are mounted from.
 WORKSPACE = "/workspace"
 DATA = "/data"
+SOURCE = "/speedrun/code"
 #: Label on every container this executor creates; `prune` removes by it.
 LABEL = "speedrun"
 RUN_LABEL = "speedrun.run"
@@ -64,6 +69,8 @@ class DockerExecutor(Executor):
         pids_limit: int = 1024,
         shm_size: str = "1g",
         tmpfs_size: str = "1g",
+        workspace_size: str = "1g",
+        workspace_files: int = 10_000,
         gpus: str | None = None,
         user: str = "1000:1000",
         docker_host: str | None = None,
@@ -88,6 +95,11 @@ class DockerExecutor(Executor):
         self.pids_limit = pids_limit
         self.shm_size = shm_size
         self.tmpfs_size = tmpfs_size
+        self.workspace_size = workspace_size
+        try:
+            self.workspace_files = int(workspace_files)
+        except (TypeError, ValueError):
+            raise ConfigError(f"docker workspace_files must be a number of files, got {workspace_files!r}") from None
         self.gpus = gpus
         self.user = user
         self.docker_host = docker_host
@@ -110,7 +122,8 @@ class DockerExecutor(Executor):
     def container_config(self, spec: RunSpec) -> dict[str, Any]:
         """Keyword arguments for `containers.create`: plain data, also what `describe` shows."""
         workspace = spec.workspace.resolve()
-        volumes: dict[str, dict[str, str]] = {str(workspace): {"bind": WORKSPACE, "mode": "rw"}}
+        uid, gid = self.user.split(":")
+        volumes: dict[str, dict[str, str]] = {str(workspace): {"bind": SOURCE, "mode": "ro"}}
         if spec.data_dir is not None:
             volumes[str(spec.data_dir.resolve())] = {"bind": DATA, "mode": "ro"}
         config: dict[str, Any] = {
@@ -121,14 +134,20 @@ class DockerExecutor(Executor):
             "user": self.user,
             "labels": {LABEL: "1", RUN_LABEL: spec.label},
             "volumes": volumes,
-            "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_size},mode=1777"},
+            "tmpfs": {
+                "/tmp": f"rw,nosuid,nodev,size={self.tmpfs_size},nr_inodes={self.workspace_files},mode=1777",
+                WORKSPACE: (
+                    f"rw,nosuid,nodev,exec,size={self.workspace_size},nr_inodes={self.workspace_files},"
+                    f"uid={uid},gid={gid},mode=0755"
+                ),
+            },
             "read_only": True,
             "network_mode": "none",
             # Without a network the container's random hostname resolves to nothing, and
             # `torchrun --standalone` (the nanogpt track) waits forever to rendezvous on it.
             "hostname": "localhost",
             "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
+            "security_opt": ["no-new-privileges", seccomp.docker_security_opt()],
             "mem_limit": self.memory,
             # Equal to the memory limit: no swap, so a hog meets the OOM killer instead of thrashing.
             "memswap_limit": self.memory,
@@ -152,10 +171,14 @@ class DockerExecutor(Executor):
         order in which lines were written (the engine copies two pipes separately). And the
         run carries its own deadline (`timeout`, where the image has it), a little after the
         harness's: if the harness dies without a chance to clean up (SIGKILL, a lost node),
-        the orphaned run still stops, and `prune` finds it stopped, not holding GPUs.
+        the orphaned run still stops, and `prune` finds it stopped, not holding GPUs. First
+        the node's files are copied into the workspace tmpfs.
         """
         backstop = math.ceil(spec.time_limit_s + self.orphan_grace_s)
-        script = f'command -v timeout >/dev/null 2>&1 && exec timeout -s KILL {backstop} "$@" 2>&1; exec "$@" 2>&1'
+        script = (
+            f"cp -R {SOURCE}/. {WORKSPACE}/ || exit 125; "
+            f'command -v timeout >/dev/null 2>&1 && exec timeout -s KILL {backstop} "$@" 2>&1; exec "$@" 2>&1'
+        )
         return ["/bin/sh", "-c", script, "sh", *spec.command]
 
     def container_env(self, spec: RunSpec) -> dict[str, str]:

@@ -13,6 +13,7 @@ class OracleModel(Model):
     """Answers with the edits that turn the current script into the task's next record."""
 
     provider = "oracle"
+    trusted_code = True
 
     def generate(self, messages: list[Message], context: CodingContext) -> Completion:
         from harness.manifests.tracks import get_task, load_track
@@ -33,6 +34,7 @@ class NullModel(Model):
     """Answers with an edit that changes nothing."""
 
     provider = "null"
+    trusted_code = True
 
     def generate(self, messages: list[Message], context: CodingContext) -> Completion:
         if _purpose(context) != "code":

@@ -33,6 +33,7 @@ from harness import rules
 from harness.coder import CoderResult, Feedback, build_messages, unified_diff, write_candidate
 from harness.coder.prompts import analysis_messages
 from harness.coder.transcript import read_exchanges, recorded_call
+from harness.confine import read_tail
 from harness.errors import BudgetExceeded, ConfigError
 from harness.events import Event, EventSink, ignore
 from harness.execution.base import Executor, RunSpec
@@ -43,7 +44,7 @@ from harness.outcome import RunResult, judge
 from harness.search.api import Action, Scaffold, ScaffoldContext, SearchState
 from harness.search.budget import Budget
 from harness.search.journal import ActionKind, Journal, JournalEvent, Node, NodeStatus
-from harness.search.workspace import source_files
+from harness.search.workspace import PathRefused, node_code, save_code, write_files
 
 Schedule = Literal["async", "paper"]
 LOG_TAIL_LINES = 60
@@ -307,6 +308,9 @@ class Engine:
             )
         )
         parent_files = self.files_of(parent.id) if parent else dict(self.cfg.start_files)
+        if self.cfg.main_file not in parent_files:
+            # Only a node of an older run (its code read from its workspace) can lack it.
+            return self._finish(job, "failed", error=f"node {action.parent} has no readable {self.cfg.main_file}")
         messages = build_messages(
             self.cfg.task,
             self.cfg.main_file,
@@ -331,11 +335,12 @@ class Engine:
         if coded.files is None:
             return self._finish(job, "failed", error=coded.error)
         job.files = coded.files
-        workspace = ndir / "workspace"
-        workspace.mkdir()
-        for name, text in coded.files.items():
-            (workspace / name).parent.mkdir(parents=True, exist_ok=True)
-            (workspace / name).write_text(text)
+        try:
+            # The saved code is the node from now on; the workspace is a scratch copy for the run.
+            save_code(ndir, coded.files)
+            write_files(ndir / "workspace", coded.files)
+        except (PathRefused, OSError) as exc:
+            return self._finish(job, "failed", error=f"the candidate's files could not be saved: {exc}")
         (ndir / "diff.patch").write_text(unified_diff(parent_files, coded.files))
         self.emit(Event("node_coded", "; ".join(coded.notes[-1:]), node=job.node_id))
         violations = rules.check_code(coded.files[self.cfg.main_file])
@@ -461,7 +466,7 @@ class Engine:
             self.emit(Event("node_line", line.strip()[:200], node=node_id))
 
     def files_of(self, node_id: int) -> dict[str, str]:
-        return source_files(self.node_dir(node_id) / "workspace")
+        return node_code(self.node_dir(node_id))
 
     def _feedback(self, kind: ActionKind, parent: Node | None) -> Feedback:
         if parent is None or kind == "draft":
@@ -557,13 +562,8 @@ def _bounded(text: str, limit: int) -> str:
 
 def log_tail(path: Path) -> str:
     """The end of a log, bounded in lines and characters (a flooding script must not flood the prompt)."""
-    if not path.is_file():
-        return ""
-    with open(path, "rb") as f:
-        f.seek(0, 2)
-        size = f.tell()
-        f.seek(max(0, size - 64 * 1024))
-        text = f.read().decode("utf-8", errors="replace")
+    # Not followed through a link: an unsandboxed run could swap its log for one to a key file.
+    text = read_tail(path, 64 * 1024).decode("utf-8", errors="replace")
     tail = "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
     return tail[-LOG_TAIL_CHARS:]
 

@@ -1,68 +1,100 @@
-"""Reading back what a candidate left in its workspace.
+"""A node's code, and the workspace it runs in.
 
-After a run the workspace holds whatever the candidate's code wrote, and the harness reads
-it with the harness's rights (root, on a cluster node or beside a Docker engine). So only
-regular files are read, never through a symbolic link: a script could otherwise link
-`train.py` to a key file or to /etc/shadow and have it copied into the results and sent to
-the model as "the candidate's code".
+A node's code is what the model wrote: the engine saves it in `nodes/<n>/code/` when the node
+is coded, and that copy is the only source for the node's children, its diff, its rule checks
+and its confirmation. The workspace is scratch, made from that copy for the run; whatever the
+run does to it (edit its own script, replace it by a link to a key file, delete it, fill it
+with files) changes nothing the harness reads.
+
+Reading is still careful, because older runs (before code/ existed) are read from their
+workspace, and because the harness may run with more rights than the candidate: only small
+regular text files, never through a symbolic link, at most `MAX_FILES` of them.
 """
 
 from __future__ import annotations
 
-import os
-import stat
+import shutil
 from pathlib import Path
+
+from harness.confine import PathRefused, read_bounded, relpath_problem, walk_regular, write_confined
 
 SOURCE_SUFFIXES = (".py", ".txt", ".json", ".toml", ".yaml", ".cfg", ".sh")
 MAX_SOURCE_BYTES = 1 << 20  # a source file larger than this is output, not code
-
-
-def _walk(root: Path) -> list[Path]:
-    """Regular files under root, without descending into linked directories."""
-    found: list[Path] = []
-    for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
-        for name in filenames:
-            path = Path(dirpath) / name
-            try:
-                mode = os.lstat(path).st_mode
-            except OSError:
-                continue
-            if stat.S_ISREG(mode):
-                found.append(path)
-    return sorted(found)
-
-
-def _read_regular(path: Path, max_bytes: int) -> str | None:
-    """The file's text, or None if it is not a small regular UTF-8 file (checked on the open handle)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
-            return None
-        data = fh.read(max_bytes + 1)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+#: At most this many files are read back from a directory, and this many bytes in all.
+MAX_FILES = 200
+MAX_TOTAL_BYTES = 8 << 20
+#: Where a node's code is saved, in its node directory.
+CODE_DIR = "code"
+WORKSPACE_DIR = "workspace"
 
 
 def source_files(
-    workspace: Path, suffixes: tuple[str, ...] | None = SOURCE_SUFFIXES, max_bytes: int = MAX_SOURCE_BYTES
+    workspace: Path,
+    suffixes: tuple[str, ...] | None = SOURCE_SUFFIXES,
+    max_bytes: int = MAX_SOURCE_BYTES,
+    max_files: int = MAX_FILES,
 ) -> dict[str, str]:
-    """{relative path: text} of the workspace's regular text files; links and binaries are skipped.
+    """{relative path: text} of a directory's regular text files; links and binaries are skipped.
 
-    `suffixes=None` takes every text file (a confirmation run re-creates the whole workspace).
+    `suffixes=None` takes every text file. Bounded: at most `max_files` files (the walk itself
+    stops after ten times as many) and `MAX_TOTAL_BYTES` in all.
     """
     out: dict[str, str] = {}
-    if not workspace.is_dir() or workspace.is_symlink():
-        return out
-    for path in _walk(workspace):
+    total = 0
+    for path in walk_regular(workspace, max_files * 10):
         if suffixes is not None and path.suffix not in suffixes:
             continue
-        text = _read_regular(path, max_bytes)
-        if text is not None:
-            out[str(path.relative_to(workspace))] = text
+        name = path.relative_to(workspace).as_posix()
+        if relpath_problem(name):
+            continue
+        data = read_bounded(path, max_bytes)
+        if data is None or total + len(data) > MAX_TOTAL_BYTES:
+            continue
+        try:
+            out[name] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        total += len(data)
+        if len(out) >= max_files:
+            break
     return out
+
+
+def write_files(root: Path, files: dict[str, str]) -> None:
+    """Write `files` under `root` (made fresh); a name that leaves root raises PathRefused."""
+    if root.is_symlink():
+        root.unlink()
+    elif root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    for name, text in files.items():
+        write_confined(root, name, text.encode("utf-8"))
+
+
+def save_code(node_dir: Path, files: dict[str, str]) -> None:
+    """Keep a node's code as the model wrote it: `node_dir/code/`, out of any run's reach."""
+    tmp = node_dir / (CODE_DIR + ".tmp")
+    write_files(tmp, files)
+    final = node_dir / CODE_DIR
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def node_code(node_dir: Path) -> dict[str, str]:
+    """A node's code: its saved copy; for a node of an older run that has none, its workspace."""
+    saved = node_dir / CODE_DIR
+    if saved.is_dir() and not saved.is_symlink():
+        return source_files(saved, suffixes=None)
+    return source_files(node_dir / WORKSPACE_DIR)
+
+
+__all__ = [
+    "CODE_DIR",
+    "MAX_FILES",
+    "PathRefused",
+    "node_code",
+    "save_code",
+    "source_files",
+    "write_files",
+]
