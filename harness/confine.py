@@ -50,9 +50,10 @@ def check_relpath(name: str) -> str:
     return str(PurePosixPath(name))
 
 
-def _open_dir(root: Path, parts: list[str], *, create: bool) -> int:
-    """A descriptor of root/parts..., walked one component at a time without following links."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW)
+def _open_dir(root: Path, parts: list[str], *, create: bool, follow_root: bool = False) -> int:
+    """A descriptor of root/parts..., walked one component at a time without following links
+    (`root` itself is followed with `follow_root`, for a /proc/<pid>/root)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | (os.O_CLOEXEC if follow_root else _NOFOLLOW))
     try:
         for part in parts:
             if create:
@@ -77,6 +78,32 @@ def write_confined(root: Path, name: str, data: bytes) -> None:
         os.close(dir_fd)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+
+
+def read_confined(
+    root: Path, name: str, max_bytes: int, *, under: tuple[str, ...] = (), follow_root: bool = False
+) -> bytes | None:
+    """The bytes of root/under.../name, a regular file reached without following a link at any
+    component below `root`, or None (absent, a link, not regular, larger than `max_bytes`)."""
+    if relpath_problem(name):
+        return None
+    parts = name.split("/")
+    try:
+        dir_fd = _open_dir(root, [*under, *parts[:-1]], create=False, follow_root=follow_root)
+    except OSError:
+        return None
+    try:
+        fd = os.open(parts[-1], os.O_RDONLY | _NOFOLLOW | _NONBLOCK, dir_fd=dir_fd)
+    except OSError:
+        return None
+    finally:
+        os.close(dir_fd)
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+            return None
+        data = fh.read(max_bytes + 1)
+    return data if len(data) <= max_bytes else None
 
 
 def _open_regular(path: Path) -> int | None:

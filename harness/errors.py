@@ -17,5 +17,9 @@ class DataError(SpeedrunError):
     """Data could not be prepared or verified."""
 
 
+class MachineBusy(SpeedrunError):
+    """Runs could not be timed: something else took the machine's cores while they ran."""
+
+
 class BudgetExceeded(SpeedrunError):
     """A cost or token budget was reached; the evaluation stops cleanly and can resume."""

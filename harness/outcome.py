@@ -1,9 +1,19 @@
-"""What a candidate run achieved: the parsed log, how the process ended, and the verdict."""
+"""What a candidate run achieved: the parsed log, how the process ended, and the verdict.
+
+The script's log says how far it got; the harness decides whether that counts. A run's
+printed `train_time` stands only when the harness's own clock agrees with it (`ClockCheck`),
+and a static audit's violations make it invalid whatever it printed.
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
+from harness.audit import Finding
+from harness.eval.evaluator import ModelEval
+from harness.eval.model_check import PRINTED_LOSS_TOLERANCE
 from harness.execution.base import ExecResult
 from harness.logparse import ParsedLog
 
@@ -28,6 +38,22 @@ class RunResult(BaseModel):
     sandboxed: bool = False
     error: str | None = None
     rule_violations: list[str] = Field(default_factory=list)
+    #: The auditor's findings (violations and flags for review).
+    audit: list[Finding] = Field(default_factory=list)
+    #: The part of the harness's wall time that the printed train_time leaves out.
+    untimed_s: float | None = None
+    #: The time the harness scores: the printed train_time, or more when the run's wall time
+    #: less record i's untimed share is longer (work moved out of the timed region counts).
+    harness_time_ms: float | None = None
+    #: How this result was protected: `clock-checked`, `audited`, `harness-evaluated`.
+    protection: list[str] = Field(default_factory=list)
+    #: The harness's own evaluation of the saved model (tracks whose records save one).
+    model_eval: ModelEval | None = None
+
+    @property
+    def time_ms(self) -> float | None:
+        """The time that counts: the harness's where it measured one, else the printed one."""
+        return self.harness_time_ms if self.harness_time_ms is not None else self.train_time_ms
 
     @property
     def crashed(self) -> bool:
@@ -39,17 +65,121 @@ class RunResult(BaseModel):
         """Counts for the score: ended normally, reached the target, broke no rule."""
         return not self.crashed and self.reached_target and not self.rule_violations and self.train_time_ms is not None
 
+    @property
+    def status(self) -> RunStatus:
+        """`valid`; `buggy` (crashed, timed out, or printed no result: a case for debugging);
+        `invalid` (ran, but missed the target or broke a rule)."""
+        if self.valid:
+            return "valid"
+        return "buggy" if self.crashed else "invalid"
 
-def judge(parsed: ParsedLog, run: ExecResult, target_val_loss: float, violations: list[str]) -> RunResult:
+
+RunStatus = Literal["valid", "invalid", "buggy"]
+NO_VALIDATION_LINE = "the run printed no validation line (`step:S/N val_loss:...`)"
+
+
+class ClockCheck(BaseModel):
+    """What record i leaves untimed (harness wall time minus its printed train_time) under the
+    same conditions, and how much more a candidate may leave untimed.
+
+    A candidate that moves work out of its timed region (an "untimed warm-up" on real data,
+    work before the clock starts or after the last validation) shows it here: its wall time
+    grows while its printed time does not."""
+
+    reference_untimed_s: float
+    #: Extra untimed time allowed: the larger of `min_margin_s` and `relative_margin` of record i's.
+    relative_margin: float = 0.25
+    min_margin_s: float = 2.0
+
+    #: How much a run's untimed share may exceed record i's before the excess counts as training
+    #: time: the larger of `min_jitter_s` and `relative_jitter` of record i's (start-up varies).
+    relative_jitter: float = 0.25
+    min_jitter_s: float = 0.25
+
+    @property
+    def jitter_s(self) -> float:
+        return max(self.min_jitter_s, self.relative_jitter * self.reference_untimed_s)
+
+    @property
+    def allowed_untimed_s(self) -> float:
+        return self.reference_untimed_s + max(self.min_margin_s, self.relative_margin * self.reference_untimed_s)
+
+
+#: A printed train_time may exceed the harness's wall time by this much (clock granularity).
+CLOCK_SLACK_S = 0.5
+
+
+def clock_problem(train_time_ms: float | None, wall_s: float, check: ClockCheck | None) -> str | None:
+    """Why the printed train_time cannot be believed, or None."""
+    if train_time_ms is None or wall_s <= 0:
+        return None
+    reported = train_time_ms / 1000
+    if reported > wall_s + CLOCK_SLACK_S:
+        return f"harness clock: reported train_time {reported:.1f} s exceeds the run's wall time {wall_s:.1f} s"
+    untimed = wall_s - reported
+    if check is not None and untimed > check.allowed_untimed_s:
+        return (
+            f"harness clock: {untimed:.1f} s of the run is outside its train_time, where record i leaves "
+            f"{check.reference_untimed_s:.1f} s (at most {check.allowed_untimed_s:.1f} s allowed)"
+        )
+    return None
+
+
+def model_problem(printed: float | None, model_eval: ModelEval | None, tolerance: float) -> str | None:
+    """Why the harness's evaluation of the saved model does not back the printed loss, or None."""
+    if model_eval is None or model_eval.error is not None or model_eval.loss is None:
+        why = model_eval.error if model_eval is not None and model_eval.error else "no model was evaluated"
+        return f"harness evaluation: {why}"
+    if model_eval.causal is False:
+        return "harness evaluation: the model's logits depend on later tokens (it is not causal)"
+    if printed is not None and abs(printed - model_eval.loss) > tolerance:
+        return f"harness evaluation: reported val_loss {printed:.4f}, measured {model_eval.loss:.4f}"
+    return None
+
+
+def judge(
+    parsed: ParsedLog,
+    run: ExecResult,
+    target_val_loss: float,
+    findings: list[Finding] | None = None,
+    clock: ClockCheck | None = None,
+    model_eval: ModelEval | None = None,
+    model_required: bool = False,
+    loss_tolerance: float = PRINTED_LOSS_TOLERANCE,
+) -> RunResult:
+    """The one verdict on a run, for search nodes, calibration and confirmation runs alike.
+
+    `findings` are the auditor's (its violations make the run invalid); `clock` is record i's
+    untimed share to hold the run to (None for record i's own reference runs)."""
+    protection = ["audited"] if findings is not None else []
+    findings = findings or []
+    violations = [str(f) for f in findings if f.severity == "violation"]
     reached = (
         parsed.val_loss is not None
         and not parsed.diverged
         and parsed.val_loss == parsed.val_loss  # not nan
         and parsed.val_loss <= target_val_loss
     )
-    error = run.describe_failure() or None
-    if error is None and parsed.val_loss is None:
-        error = "the log has no validation line (`step:S/N val_loss:...`)"
+    # An exit status of 0 with nothing parsed is still a failure to debug, so it says what failed.
+    error = run.describe_failure() or (NO_VALIDATION_LINE if parsed.val_loss is None else None)
+    if model_required and reached and run.ok:
+        # The printed loss is only progress: the harness's measurement of the model decides.
+        problem_text = model_problem(parsed.val_loss, model_eval, loss_tolerance)
+        if problem_text is not None:
+            violations.append(problem_text)
+        elif model_eval is not None and model_eval.loss is not None:
+            reached = model_eval.loss <= target_val_loss
+            protection.append("harness-evaluated")
+    untimed = run.wall_s - parsed.train_time_ms / 1000 if parsed.train_time_ms is not None else None
+    problem = clock_problem(parsed.train_time_ms, run.wall_s, clock)
+    if problem is not None:
+        violations.append(problem)
+    harness_ms = None
+    if run.wall_s > 0 and parsed.train_time_ms is not None:
+        protection.append("clock-checked" if clock is not None else "clock-bounded")
+        if clock is not None:
+            counted = run.wall_s - clock.reference_untimed_s - clock.jitter_s
+            harness_ms = max(parsed.train_time_ms, 1000 * counted)
     return RunResult(
         val_loss=parsed.val_loss,
         train_time_ms=parsed.train_time_ms,
@@ -65,6 +195,11 @@ def judge(parsed: ParsedLog, run: ExecResult, target_val_loss: float, violations
         cpu_s=run.cpu_s,
         executor=run.executor,
         sandboxed=run.sandboxed,
-        error=error if run.exit_code != 0 or run.timed_out or run.oom or run.error else None,
+        error=error,
         rule_violations=violations,
+        audit=findings,
+        untimed_s=untimed,
+        harness_time_ms=harness_ms,
+        protection=protection,
+        model_eval=model_eval,
     )

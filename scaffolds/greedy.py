@@ -86,7 +86,7 @@ def _preset(preset: str, doc: str, **defaults: Any) -> type[GreedySearch]:
     return register(cls)
 
 
-# The paper's presets (DESIGN.md): each a 20-node budget, every parameter overridable.
+# The paper's presets (its Table 2): each a 20-node budget, every parameter overridable.
 Flat = _preset("flat", "Best-of-M: every node is an independent draft.", initial_drafts=None)
 Tree = _preset("tree", "One draft, then improve the fastest node, 3 children at a time.", initial_drafts=1, branching=3)
 Forest = _preset(

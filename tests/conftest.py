@@ -40,3 +40,19 @@ def mini_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("mini-data") / "mini"
     prepare_mini(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def toy_view_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Finished toy runs with every kind of node (tests/viewrun.py), built once per session.
+    Tests that read them need `SPEEDRUN_HOME` pointing at the parent's `home` (toy_view_home)."""
+    from tests.viewrun import build_toy_results
+
+    return build_toy_results(tmp_path_factory.mktemp("toy-view"))
+
+
+@pytest.fixture
+def toy_view_home(toy_view_results: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The toy runs' results root, with their manifests as `SPEEDRUN_HOME`."""
+    monkeypatch.setenv("SPEEDRUN_HOME", str(toy_view_results.parent / "home"))
+    return toy_view_results

@@ -22,7 +22,7 @@ from harness.execution import bwrap
 from harness.execution.local import LocalExecutor
 from harness.models.base import CodingContext, Completion, Message, Model, Usage
 from harness.search import get_scaffold
-from harness.search.workspace import node_code
+from harness.search.node import node_files
 from tests.fake_llm_server import FakeLLMServer, answer
 from tests.test_scaffolds import make_engine
 from tests.toytrack import write_toy_track
@@ -131,12 +131,12 @@ def test_children_diff_and_rules_see_the_saved_code_not_the_workspace(
     assert parent.status == "valid" and child.parent == 0
     ws = tmp_path / "run" / "nodes" / "0" / "workspace"
     assert (ws / "train.py").is_symlink(), "the run did tamper with its workspace"
-    saved = node_code(tmp_path / "run" / "nodes" / "0")
+    saved = node_files(tmp_path / "run", 0)
     assert set(saved) == {"train.py"} and "os.symlink" in saved["train.py"]
     child_prompt = "\n".join(model.prompts[1])
     assert "os.symlink" in child_prompt and "HOST-SECRET" not in child_prompt
     # The child was made from the saved code alone: the parent's junk is not part of it.
-    assert set(node_code(tmp_path / "run" / "nodes" / "1")) == {"train.py"}
+    assert set(node_files(tmp_path / "run", 1)) == {"train.py"}
     assert "HOST-SECRET" not in (tmp_path / "run" / "nodes" / "1" / "diff.patch").read_text()
     for transcript in (tmp_path / "run").rglob("transcript.*"):
         assert "HOST-SECRET" not in transcript.read_text()
@@ -159,7 +159,7 @@ def test_a_script_that_deletes_itself_and_a_node_without_its_code_never_crash_th
     again = make_engine(run_dir, get_scaffold("tree", {"nodes": 3}), model, LocalExecutor(sandbox="none"))
     assert again.run() == "finished"
     third = again.journal.nodes[2]
-    assert third.status == "failed" and third.error is not None and "no readable train.py" in third.error
+    assert third.status == "failed" and third.error is not None and "no train.py" in third.error
 
 
 # ---- cumulative chains and the refusal of unisolated runs ----------------------------------------

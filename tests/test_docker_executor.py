@@ -569,7 +569,8 @@ def test_smoke_eval_mini_in_docker(sandbox: Sandbox, mini_data_dir: Path, tmp_pa
     """`speedrun eval --track mini --task mini-0 --model oracle --executor docker` at a loose target:
     the calibration runs and the node's run train the real records in containers. (Confirmation
     re-runs are the same executor calls again, so they are left out to keep this short.)"""
-    from harness.eval.evaluate import EvalConfig, evaluate
+    from harness.eval.config import EvalConfig
+    from harness.eval.evaluate import evaluate
     from harness.manifests.tracks import load_track
 
     first = load_track("mini").tasks()[0].id
@@ -608,3 +609,26 @@ def test_the_harness_clocks_the_container(sandbox: Sandbox) -> None:
     assert result.ok
     assert result.cpu_s is not None and result.cpu_s >= 0.5
     assert result.wall_s >= 1.5
+
+
+def test_declared_outputs_come_back_from_the_held_container(sandbox: Sandbox) -> None:
+    """The workspace is a tmpfs: once the command has ended (and everything else in the container
+    is dead), only the declared outputs are copied out, regular files only, not through a link."""
+    script = """
+        import os, subprocess, sys
+        open("model.bin", "wb").write(b"weights")
+        os.symlink("/etc/hostname", "linked.bin")
+        open("undeclared.bin", "wb").write(b"y")
+        # A daemon that would rewrite the output after the command's end: it dies first.
+        subprocess.Popen([sys.executable, "-c", "import time\\ntime.sleep(1)\\nopen('model.bin', 'wb').write(b'evil')"],
+                         start_new_session=True)
+        print("step:1/1 val_loss:1.0 train_time:1ms step_avg:1.00ms", flush=True)
+    """
+    spec = sandbox.spec(script)
+    spec.outputs = ["model.bin", "linked.bin", "never-written.bin"]
+    result = sandbox.executor().run(spec)
+    sandbox.assert_removed(spec.label)
+    assert result.ok, spec.log_path.read_text()
+    assert (spec.workspace / "model.bin").read_bytes() == b"weights"
+    assert not (spec.workspace / "linked.bin").exists() and not (spec.workspace / "undeclared.bin").exists()
+    assert "step:1/1" in spec.log_path.read_text()

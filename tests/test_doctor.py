@@ -175,12 +175,15 @@ def test_doctor_says_which_isolation_local_runs_get(no_engine: None) -> None:
 def test_build_makes_its_wheelhouse_from_this_machines_versions(
     no_engine: None, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without --wheelhouse the mini image installs this machine's torch (its CPU build) and numpy,
+    """Without --wheelhouse the mini image installs this machine's torch (its CPU build), numpy and onnx,
     from a wheelhouse in the cache; one that already holds them is reused without pip."""
     from importlib.metadata import version
 
-    pins = containers.host_pins(("torch", "numpy"))
-    assert pins == [f"torch=={version('torch').split('+')[0]}+cpu", f"numpy=={version('numpy')}"]
+    pins = containers.host_pins(containers.WHEELHOUSE_PACKAGES["cpu"])
+    assert pins[:2] == [f"torch=={version('torch').split('+')[0]}+cpu", f"numpy=={version('numpy')}"]
+    # What the CPU Dockerfile installs from the wheelhouse, every one of them.
+    dockerfile = (containers.build_context("mini") / "Dockerfile").read_text()
+    assert all(name in dockerfile for name in containers.WHEELHOUSE_PACKAGES["cpu"])
     dest = isolated_cache / "wheelhouse" / "cpu"
     dest.mkdir(parents=True)
     for pin in pins:

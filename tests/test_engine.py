@@ -16,8 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli.app import app
+from harness.eval.config import EvalConfig
 from harness.eval.cumulative import read_chain, run_chain
-from harness.eval.evaluate import EvalConfig, read_run
+from harness.eval.log import read_run
 from harness.execution.local import LocalExecutor
 from harness.search import get_scaffold
 from harness.search.budget import Budget

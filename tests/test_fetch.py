@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from harness.cli.app import app
 from harness.manifests import fetch
-from harness.manifests.fetch import FetchError, fetch_records, read_manifest, require_fetched, verify_fetched
+from harness.manifests.fetch import fetch_records
+from harness.manifests.integrity import FetchError, manifest_path, read_manifest, require_fetched, verify_fetched
 from harness.manifests.tracks import get_task, load_track
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,7 +190,7 @@ def test_a_missing_or_foreign_file_is_an_error_naming_it(speedrunner: tuple[Path
 def test_a_cache_without_manifest_is_not_trusted(speedrunner: tuple[Path, str], isolated_cache: Path) -> None:
     repo, sha = speedrunner
     fetch_records(str(repo), commit=sha)
-    fetch.manifest_path("nanogpt").unlink()
+    manifest_path("nanogpt").unlink()
     with pytest.raises(FetchError, match=r"no fetched\.json"):
         load_track("nanogpt").record("01-llmc-baseline").code()
     with pytest.raises(FetchError, match="records fetch"):

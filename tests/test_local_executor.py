@@ -116,3 +116,33 @@ def test_a_huge_line_without_newline_is_cut_for_the_callback(tmp_path: Path) -> 
     res = LocalExecutor().run(_spec(tmp_path, code), lines.append)
     assert res.ok and lines[-1] == "after"
     assert max(len(line) for line in lines) < 70_000
+
+
+def test_declared_outputs_come_back_and_nothing_else(tmp_path: Path) -> None:
+    """A sandboxed run's workspace vanishes with it: only the declared outputs are copied out,
+    regular files only, not through a link."""
+    code = (
+        "import os\n"
+        "open('model.bin', 'wb').write(b'weights')\n"
+        "os.makedirs('sub', exist_ok=True)\n"
+        "open('sub/extra.bin', 'wb').write(b'x')\n"
+        "os.symlink('/etc/hostname', 'linked.bin')\n"
+        "open('undeclared.bin', 'wb').write(b'y')\n"
+    )
+    spec = _spec(tmp_path, code)
+    spec.outputs = ["model.bin", "sub/extra.bin", "linked.bin", "never-written.bin"]
+    res = LocalExecutor().run(spec)
+    assert res.ok, (tmp_path / "run.log").read_text()
+    ws = tmp_path / "ws"
+    assert (ws / "model.bin").read_bytes() == b"weights"
+    if res.sandboxed:
+        assert (ws / "sub" / "extra.bin").read_bytes() == b"x"
+        assert not (ws / "linked.bin").exists() and not (ws / "undeclared.bin").exists()
+        assert not (ws / "never-written.bin").exists()
+
+
+def test_an_output_name_must_stay_in_the_workspace(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="output"):
+        _spec(tmp_path, "").model_copy(update={}).model_validate(
+            {**_spec(tmp_path, "").model_dump(), "outputs": ["../escape.bin"]}
+        )

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.eval.evaluate import EvalConfig, evaluate
+from harness.eval.config import EvalConfig
+from harness.eval.evaluate import evaluate
 from harness.manifests.tracks import load_track
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from harness.cli.app import app
 from harness.coder.transcript import read_exchanges
 from harness.errors import ConfigError
-from harness.eval.evaluate import read_run
+from harness.eval.log import read_run
 from harness.models import CodingContext, Message, ModelError, get_model
 from harness.models import base as models_base
 from harness.models.anthropic import AnthropicModel

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from harness.cli.app import app
 from harness.coder.transcript import Exchange, append_exchange, read_exchanges
 from harness.errors import ConfigError
-from harness.eval.evaluate import read_run
+from harness.eval.log import read_run
 from harness.models import CodingContext, Completion, Message, ModelError, Usage, get_model
 from harness.models.replay import ReplayModel
 from tests.fake_llm_server import FakeLLMServer, answer

@@ -16,7 +16,9 @@ from typer.testing import CliRunner
 
 from harness.cli.app import app
 from harness.errors import ConfigError
-from harness.eval.evaluate import EvalConfig, Evaluation, gpu_count, track_command
+from harness.eval.config import EvalConfig
+from harness.eval.evaluate import Evaluation
+from harness.eval.setup import gpu_count, track_command
 from harness.execution import get_executor
 from harness.execution.images import BuildError, build_track_images, record_images
 from harness.logparse import parse_log
@@ -176,7 +178,9 @@ def test_tasks_show_prints_reference_times(fetched: Path, n: int) -> None:
 def test_dry_run_prints_container_command_environment_and_limits_for_every_task(fetched: Path) -> None:
     track = load_track("nanogpt")
     for n in TASKS:
-        result = _cli(f"eval --track nanogpt --model oracle --task nanogpt-{n} --executor docker --dry-run")
+        result = _cli(
+            f"eval --track nanogpt --model oracle --task nanogpt-{n} --executor docker --references paper --dry-run"
+        )
         assert result.exit_code == 0, result.output
         plan = json.loads(result.output)
         run = plan["run"]
@@ -201,7 +205,20 @@ def test_dry_run_prints_container_command_environment_and_limits_for_every_task(
         assert plan["reference_times"]["source"] == "paper"
         ids = plan["records"]
         assert plan["reference_times"]["time_ms"] == {ids[0]: PAPER[n][0], ids[1]: PAPER[n + 1][0]}
+        assert plan["reference_times"]["hardware"].startswith("8x NVIDIA H100")
+        # The paper's times never stand alone: the best node is re-run beside record i here.
+        assert plan["confirmation"]["against"] == ids[0] and plan["confirmation"]["pairs"] == 2
     assert not (REPO / "results" / "nanogpt-1__oracle__flat__pseudocode__s0").exists()
+
+
+def test_dry_run_measures_references_here_unless_told_otherwise(fetched: Path) -> None:
+    result = _cli("eval --track nanogpt --model oracle --task nanogpt-5 --dry-run --confirm-runs 4")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["reference_times"]["source"] == "calibrate" and plan["reference_times"]["runs_per_record"] == 3
+    assert plan["confirmation"]["pairs"] == 4
+    bad = _cli("eval --track nanogpt --model oracle --task nanogpt-5 --dry-run --references guess")
+    assert bad.exit_code == 2 and "--references must be measured or paper" in bad.output
 
 
 def test_dry_run_on_the_local_executor_with_some_gpus(fetched: Path) -> None:
@@ -311,13 +328,14 @@ def test_calibrate_through_torchrun_then_evaluations_use_it(fetched: Path, tmp_p
     ref = ev.reference(get_executor("local"), ev.measure_spec(ev_data(data)))
     assert (ref.source, ref.t_ref_ms, ref.t_next_ms) == ("calibrated", standin_time_ms(1), standin_time_ms(2))
 
-    # Task 2 needs record 3 too, which is not calibrated: the paper's times, and an event saying so.
+    # Asked for, the paper's times, with a warning that names both machines.
     events: list[str] = []
-    cfg2 = EvalConfig(task="nanogpt-2", model="oracle", data_dir=data)
+    cfg2 = EvalConfig(task="nanogpt-2", model="oracle", data_dir=data, references="paper")
     ev2 = Evaluation(cfg2, on_event=lambda e: events.append(e.message))
     ref2 = ev2.reference(get_executor("local"), ev2.measure_spec(ev_data(data)))
     assert (ref2.source, ref2.t_ref_ms, ref2.t_next_ms) == ("paper", PAPER[2][0], PAPER[3][0])
-    assert any("speedrun calibrate --track nanogpt --records 2,3" in m for m in events)
+    assert ref2.hardware.startswith("8x NVIDIA H100")
+    assert any("the paper's re-measurement on 8x NVIDIA H100" in m and "this machine has" in m for m in events)
 
 
 def ev_data(root: Path) -> Any:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from harness.cli.app import app
 from harness.coder.transcript import read_exchanges
 from harness.errors import ConfigError
-from harness.eval.evaluate import read_run
+from harness.eval.log import read_run
 from harness.search import broken_plugins, load_scaffold_class, scaffold_classes
 from tests.conftest import REPO
 

@@ -20,6 +20,7 @@ from harness.cli.records import records_app
 from harness.cli.results import leaderboard_cmd, parse_log_cmd, report_cmd
 from harness.cli.scaffolds import scaffolds_app
 from harness.cli.tasks import tasks_app
+from harness.cli.view import view_cmd
 
 app = typer.Typer(
     name="speedrun",
@@ -39,6 +40,7 @@ app.command("calibrate")(calibrate_cmd)
 app.command("parse-log")(parse_log_cmd)
 app.command("leaderboard")(leaderboard_cmd)
 app.command("report")(report_cmd)
+app.command("view")(view_cmd)
 
 
 @app.callback()

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from harness.cli._common import console, err_console, fail, parse_kv
+from harness.data.tracks import run_threads
 from harness.errors import SpeedrunError
 
 # ---- calibrate -------------------------------------------------------------------------------------
@@ -19,11 +20,12 @@ def calibrate_cmd(
     track: Annotated[str, typer.Option(help="Track to calibrate.")] = "mini",
     runs: Annotated[int, typer.Option(help="Runs per record (interleaved).")] = 3,
     records: Annotated[str | None, typer.Option(help="Comma-separated record ids (default: all).")] = None,
-    executor: Annotated[str, typer.Option(help="local or docker.")] = "local",
+    executor: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
     executor_arg: Annotated[
         list[str] | None,
         typer.Option(help="Executor setting key=value, as for `speedrun eval` (docker: cpuset=0 pins the runs)."),
     ] = None,
+    executor_config: Annotated[Path | None, typer.Option(help="TOML file of executor settings, as for eval.")] = None,
     target_val_loss: Annotated[float | None, typer.Option(help="Override the target (smoke tests).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Prepared data (default: the cache).")] = None,
     gpus: Annotated[str | None, typer.Option(help="GPUs for a run.")] = None,
@@ -32,10 +34,11 @@ def calibrate_cmd(
     """Re-measure record times on this machine (the references that FSR compares against)."""
     from rich.progress import Progress
 
+    from harness.cli.eval import executor_options
     from harness.data.tracks import ensure_data
     from harness.eval.calibration import calibrate, calibration_path, load_calibration
-    from harness.eval.evaluate import track_command, track_env, track_executor
     from harness.eval.measure import MeasureSpec
+    from harness.eval.setup import track_command, track_env, track_executor, track_model_check
     from harness.manifests.tracks import Record, load_track
 
     try:
@@ -49,7 +52,7 @@ def calibrate_cmd(
                 raise SpeedrunError(f"unknown record(s) {', '.join(missing)}; known: {', '.join(r.id for r in recs)}")
             recs = [by_key[w] for w in wanted]
         target = target_val_loss if target_val_loss is not None else tr.target_val_loss
-        xargs = parse_kv(executor_arg or [], "--executor-arg")
+        xargs = executor_options(executor, executor_config, parse_kv(executor_arg or [], "--executor-arg"))
         data = ensure_data(tr, data_dir, progress=lambda m: err_console.print(f"[dim]{m}[/dim]"))
         local = executor == "local"
         spec = MeasureSpec(
@@ -59,6 +62,8 @@ def calibrate_cmd(
             target_val_loss=target,
             data_dir=data.data_dir,
             gpus=gpus,
+            threads=run_threads(tr),
+            model_check=track_model_check(tr, data),
         )
         # Records of different PyTorch eras run in different images: one interleaved series per image.
         groups: dict[str | None, list[Record]] = {}

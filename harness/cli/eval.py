@@ -37,13 +37,44 @@ def eval_cmd(
     executor_arg: Annotated[
         list[str] | None, typer.Option(help="Executor setting key=value (docker: memory=8g; slurm: partition=gpu).")
     ] = None,
-    gpus: Annotated[str | None, typer.Option(help="GPUs for a run: all, N or 0,1,…")] = None,
-    max_parallel: Annotated[int, typer.Option(help="Runs at once.")] = 1,
+    executor_config: Annotated[
+        Path | None, typer.Option(help="TOML file of executor settings (a [slurm] table: partition, account, …).")
+    ] = None,
+    gpus: Annotated[
+        str | None, typer.Option(help="GPUs: all, N or 0,1,…; --max-parallel runs split them into equal shares.")
+    ] = None,
+    max_parallel: Annotated[int, typer.Option(help="Runs at once (per task).")] = 1,
+    max_jobs: Annotated[
+        int | None, typer.Option(help="slurm: jobs in flight across all tasks; the tasks' searches run at once.")
+    ] = None,
+    submit: Annotated[
+        bool, typer.Option("--submit", help="slurm: run this whole evaluation as a Slurm job (re-run to resume).")
+    ] = False,
     schedule: Annotated[str, typer.Option(help="async (refill slots) or paper (batch barrier).")] = "async",
     results_dir: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
     data_dir: Annotated[Path | None, typer.Option(help="Prepared data (default: the cache).")] = None,
     calibration_runs: Annotated[int, typer.Option(help="Runs per record when calibrating.")] = 3,
-    confirm_runs: Annotated[int, typer.Option(help="Side-by-side re-runs of the best node.")] = 2,
+    confirm_runs: Annotated[
+        int,
+        typer.Option(
+            help="Most side-by-side pairs (record i, node) that confirm the best node; "
+            "fewer once the FSR interval is narrow."
+        ),
+    ] = 4,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            help="Confirm with this many seeds (SPEEDRUN_SEED = seed, seed+1, ...); with 2 or more the best node "
+            "counts only if its mean validation loss is below the target at p < 0.01 (the speedrun's record rule)."
+        ),
+    ] = 1,
+    references: Annotated[
+        str,
+        typer.Option(
+            help="Record i's and i+1's times: measured (calibrated on this machine) or paper (the paper's "
+            "8xH100 times, labelled as such). The best node is confirmed beside record i here either way."
+        ),
+    ] = "measured",
     target_val_loss: Annotated[float | None, typer.Option(help="Override the target (smoke tests).")] = None,
     time_limit: Annotated[float | None, typer.Option(help="Wall-clock limit per run, seconds.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Stop when the LLM cost reaches this (USD).")] = None,
@@ -64,7 +95,8 @@ def eval_cmd(
 ) -> None:
     """Evaluate a model with a scaffold on one or more tasks; resumes when re-run."""
     from harness.cli.render import EventRenderer
-    from harness.eval.evaluate import EvalConfig, Evaluation, evaluate
+    from harness.eval.config import EvalConfig
+    from harness.eval.evaluate import Evaluation, evaluate
     from harness.leaderboard import write_leaderboard
     from harness.manifests.tracks import load_track
     from harness.models.registry import DETERMINISTIC
@@ -72,6 +104,8 @@ def eval_cmd(
     try:
         if schedule not in ("async", "paper"):
             raise SpeedrunError("--schedule must be async or paper")
+        if references not in ("measured", "paper"):
+            raise SpeedrunError("--references must be measured or paper")
         task_ids = _task_ids(track, task, tasks)
         margs = parse_kv(model_arg or [], "--model-arg")
         if base_url:
@@ -81,7 +115,13 @@ def eval_cmd(
         if max_connections:
             margs["max_connections"] = max_connections
         sargs = parse_kv(scaffold_arg or [], "--scaffold-arg")
-        xargs = parse_kv(executor_arg or [], "--executor-arg")
+        xargs = executor_options(executor, executor_config, parse_kv(executor_arg or [], "--executor-arg"))
+        if (max_jobs is not None or submit) and executor != "slurm":
+            raise SpeedrunError("--max-jobs and --submit are for --executor slurm")
+        if max_jobs is not None:
+            xargs["max_jobs"] = max_jobs
+        if dry_run and executor == "slurm":
+            xargs["probe"] = False  # a dry run submits nothing, not even the probe of the compute node
         if nodes is not None:
             sargs["nodes"] = nodes
         elif model in DETERMINISTIC and "nodes" not in sargs:
@@ -108,6 +148,8 @@ def eval_cmd(
         data_dir=data_dir,
         calibration_runs=calibration_runs,
         confirm_runs=confirm_runs,
+        references=references,
+        seeds=seeds,
         target_val_loss=target_val_loss,
         time_limit_s=time_limit,
         max_cost_usd=max_cost,
@@ -115,8 +157,14 @@ def eval_cmd(
         gpus=gpus,
         analyze=analyze,
     )
+    if submit and not dry_run:
+        _submit(xargs, results_dir)
+        return
     if cumulative and not dry_run:
         _eval_chain(base, task_ids)
+        return
+    if max_jobs is not None and len(task_ids) > 1 and not dry_run:
+        _eval_sweep(base, task_ids)
         return
     scores = []
     for tid in task_ids:
@@ -147,14 +195,77 @@ def eval_cmd(
         return  # a dry run writes nothing, not even the leaderboard
     _, path = write_leaderboard(results_dir)
     if len(scores) > 1:
-        from harness.scoring import mean_ci
+        from harness.scoring import benchmark_score
 
-        mean, lo, hi = mean_ci(scores)
-        console.print(f"[bold]mean FSR {mean:.3f}[/bold] (95% CI {lo:.3f} – {hi:.3f}) over {len(scores)} tasks")
+        console.print(f"[bold]{benchmark_score(scores).label()}[/bold]", highlight=False)
     console.print(f"[dim]leaderboard: {path}[/dim]")
 
 
+def executor_options(executor: str, config: Path | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """Executor settings: the config file's (its `[<executor>]` table, or its top level), then the flags'."""
+    if config is None:
+        return flags
+    from harness.execution.slurm import load_settings
+
+    data = load_settings(config)
+    table = data.get(executor)
+    options = dict(table) if isinstance(table, dict) else {k: v for k, v in data.items() if not isinstance(v, dict)}
+    return {**options, **flags}
+
+
+def _submit(xargs: dict[str, Any], results_dir: Path) -> None:
+    """`eval --submit`: the same command, less --submit, as a Slurm job."""
+    import sys
+
+    from harness.execution.slurm import submit_eval
+
+    argv = [a for a in sys.argv[1:] if a != "--submit"]
+    try:
+        job = submit_eval(argv, xargs, results_dir)
+    except SpeedrunError as exc:
+        fail(exc)
+    console.print(f"submitted the evaluation as Slurm job [bold]{job.job_id}[/bold]; its output: {job.log}")
+    console.print("[dim]re-run the same command (with --submit) to resume it after a stop or a preemption[/dim]")
+
+
+def _eval_sweep(base: Any, task_ids: list[str]) -> None:
+    """`--max-jobs` with several tasks: their searches at once, sharing the job limit."""
+    from harness.cli.render import EventRenderer
+    from harness.eval.sweep import run_sweep
+    from harness.leaderboard import write_leaderboard
+    from harness.scoring import benchmark_score
+
+    cfgs = [base.model_copy(update={"task": tid}) for tid in task_ids]
+    console.rule(f"{len(cfgs)} tasks at once · {base.model} · {base.scaffold} · hints {base.hints}")
+    errors: list[str] = []
+
+    def done(cfg: Any, result: Any) -> None:
+        if isinstance(result, Exception):
+            errors.append(f"{cfg.task}: {result}")
+            err_console.print(f"[bold red]{cfg.task} failed:[/bold red] {result}", highlight=False)
+        elif result.score is not None:
+            _print_score(cfg.task, result)
+
+    try:
+        with EventRenderer(console) as render:
+            results = run_sweep(cfgs, on_event=render, on_done=done)
+    except SpeedrunError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted; re-run the same command to resume[/yellow]")
+        raise typer.Exit(130) from None
+    _, path = write_leaderboard(base.results_dir)
+    scores = [r.score.fsr for r in results.values() if not isinstance(r, Exception) and r.score is not None]
+    if len(scores) > 1:
+        console.print(f"[bold]{benchmark_score(scores).label()}[/bold]", highlight=False)
+    console.print(f"[dim]leaderboard: {path}[/dim]")
+    if errors:
+        raise typer.Exit(2)
+
+
 def _print_score(tid: str, info: Any) -> None:
+    from harness.leaderboard import REVIEW_FSR
+
     s = info.score
     ref = s.reference
     best = f"{s.best_time_ms / 1000:.1f} s" if s.best_time_ms else "none"
@@ -164,6 +275,14 @@ def _print_score(tid: str, info: Any) -> None:
         f"({ref.source}) · valid {s.valid_nodes}/{s.nodes}" + (f" · {s.note}" if s.note else ""),
         highlight=False,
     )
+    if s.estimate is not None:
+        console.print(f"  {s.estimate.label()}", highlight=False)
+    if s.protection:
+        console.print(
+            f"  protected: {', '.join(s.protection)} · references {ref.source} on {ref.hardware}", highlight=False
+        )
+    if s.fsr > REVIEW_FSR:
+        console.print(f"  [yellow]FSR above {REVIEW_FSR}: flagged for review[/yellow]", highlight=False)
     if s.candidate_ratio is not None:
         console.print(
             f"  time ratio candidate/record {s.candidate_ratio:.3f} vs record {ref.to_record} {ref.next_ratio:.3f}",
@@ -176,7 +295,7 @@ def _eval_chain(base: Any, task_ids: list[str]) -> None:
     from harness.cli.render import EventRenderer
     from harness.eval.cumulative import chain_dir, run_chain
     from harness.leaderboard import fmt_cell, write_leaderboard
-    from harness.scoring import mean_ci
+    from harness.scoring import benchmark_score
 
     console.rule(f"cumulative {task_ids[0]} .. {task_ids[-1]} · {base.model} · {base.scaffold} · hints {base.hints}")
     try:
@@ -207,8 +326,7 @@ def _eval_chain(base: Any, task_ids: list[str]) -> None:
         console.print(f"[yellow]stopped[/yellow] at {chain.steps[-1].task}; re-run the same command to resume")
         raise typer.Exit(3)
     if len(chain.fsrs) > 1:
-        mean, lo, hi = mean_ci(chain.fsrs)
-        console.print(f"[bold]mean FSR {mean:.3f}[/bold] (95% CI {lo:.3f} – {hi:.3f}) over {len(chain.fsrs)} steps")
+        console.print(f"[bold]{benchmark_score(chain.fsrs).label('step')}[/bold]", highlight=False)
     console.print(f"[dim]chain: {path.parent}[/dim]")
 
 

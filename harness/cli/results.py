@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -55,36 +55,55 @@ def leaderboard_cmd(
     results_dir: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
 ) -> None:
     """Tabulate every evaluation under a results root and write leaderboard.csv."""
-    from harness.leaderboard import DISPLAY_COLUMNS, fmt_cell, summary, write_leaderboard
+    from harness.leaderboard import (
+        DISPLAY_COLUMNS,
+        TRUST_DISPLAY_COLUMNS,
+        breakdowns,
+        fmt_cell,
+        summary,
+        write_leaderboard,
+    )
 
     df, path = write_leaderboard(results_dir)
     if df.empty:
         console.print(f"no evaluations under {results_dir}")
         return
     table = Table(title=f"leaderboard ({len(df)} runs)")
-    cols = DISPLAY_COLUMNS
+    cols = DISPLAY_COLUMNS + TRUST_DISPLAY_COLUMNS
     for col in cols:
         table.add_column(col)
     for record in df.to_dict("records"):
         table.add_row(*[fmt_cell(record[c]) for c in cols])
     console.print(table)
-    summ = summary(df)
-    if not summ.empty:
-        st = Table(title="mean FSR over tasks (95% CI)")
-        for col in ("model", "scaffold", "hints", "tasks", "mean_fsr", "ci", "cost_usd"):
-            st.add_column(col)
-        for r in summ.itertuples(index=False):
-            st.add_row(
-                str(r.model),
-                str(r.scaffold),
-                str(r.hints),
-                str(r.tasks),
-                f"{r.mean_fsr:.3f}",
-                f"{r.ci_low:.3f} – {r.ci_high:.3f}",
-                f"{r.cost_usd:.2f}",
-            )
-        console.print(st)
+    console.print(_score_table(summary(df), ["model", "scaffold", "hints"], "per agent"))
+    for col, part in breakdowns(df).items():
+        if df[col].nunique() > 1:
+            console.print(_score_table(part, [col], f"by {col}"))
     console.print(f"[dim]wrote {path}[/dim]")
+
+
+def _score_table(summ: Any, keys: list[str], title: str) -> Table:
+    """Benchmark scores: per task first (seeds averaged, failed runs 0), then over tasks. The
+    failed, unfinished and review counts get a column only where one is not 0 (80 columns)."""
+    from harness.leaderboard import fmt_cell
+
+    counts = [c for c in ("failed", "unfinished", "review") if summ[c].fillna(0).astype(int).any()]
+    st = Table(title=f"mean FSR over tasks {title}: seeds averaged per task, bootstrap 95% CI, IQM")
+    for col in [*keys, "tasks", "runs", *counts, "mean FSR", "95% CI", "IQM", "cost_usd"]:
+        st.add_column(col)
+    for r in summ.to_dict("records"):
+        ci = "-" if r["ci_low"] is None or r["ci_low"] != r["ci_low"] else f"{r['ci_low']:.3f} – {r['ci_high']:.3f}"
+        st.add_row(
+            *[str(r[k]) for k in keys],
+            str(r["tasks"]),
+            str(r["runs"]),
+            *[str(r[c]) for c in counts],
+            fmt_cell(r["mean_fsr"]),
+            ci,
+            fmt_cell(r["iqm"]),
+            f"{r['cost_usd']:.2f}",
+        )
+    return st
 
 
 def report_cmd(

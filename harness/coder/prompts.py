@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from harness.confine import read_tail
 from harness.errors import ConfigError
+from harness.logparse import ParsedLog
 from harness.manifests.tracks import HINT_LEVELS, Task
 from harness.models.base import Message
+from harness.outcome import RunResult
 
 SYSTEM = """\
 You are an expert machine-learning research engineer taking part in a training speedrun.
@@ -67,6 +71,8 @@ class Feedback:
     parent_summary: str = ""
     error: str = ""
     log_tail: str = ""
+    #: A scaffold's note for this attempt (`Action.note`), placed just before the code.
+    direction: str = ""
 
 
 def build_messages(
@@ -100,6 +106,8 @@ def build_messages(
         )
     else:
         parts.append("Make the change that speeds up training to the target.")
+    if feedback.direction:
+        parts.append(f"## Direction for this attempt\n\n{feedback.direction}")
     parts.append(f"## Current {file_name}\n\n```python\n{code}```")
     return [
         Message(role="system", content=SYSTEM.format(file=file_name)),
@@ -143,3 +151,41 @@ def analysis_messages(
         f"## End of its log\n\n```\n{tail}\n```",
     ]
     return [Message(role="system", content=ANALYSIS_SYSTEM), Message(role="user", content="\n\n".join(parts))]
+
+
+LOG_TAIL_LINES = 60
+LOG_TAIL_CHARS = 4000
+#: How much of the end of a log is read to find its last lines.
+LOG_TAIL_READ_BYTES = 64 * 1024
+
+
+def bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 20].rstrip() + "\n[... cut ...]"
+
+
+def log_tail(path: Path) -> str:
+    """The end of a log, bounded in lines and characters (a flooding script must not flood the prompt)."""
+    # Not followed through a link: an unsandboxed run could swap its log for one to a key file.
+    text = read_tail(path, LOG_TAIL_READ_BYTES).decode("utf-8", errors="replace")
+    tail = "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
+    return tail[-LOG_TAIL_CHARS:]
+
+
+def summarize(result: RunResult, parsed: ParsedLog, target: float) -> str:
+    """A short deterministic account of a run, for the next prompt and the journal."""
+    parts = []
+    if result.val_loss is not None:
+        steps = f"{result.step}/{result.total_steps}" if result.total_steps else f"{result.step}"
+        parts.append(f"final val_loss {result.val_loss:.4f} at step {steps}")
+    if result.train_time_ms is not None:
+        parts.append(f"train_time {result.train_time_ms:.0f} ms")
+    if parsed.step_avg_ms is not None:
+        parts.append(f"step_avg {parsed.step_avg_ms:.2f} ms")
+    reached = "reached" if result.reached_target else "did NOT reach"
+    parts.append(f"{reached} the target val_loss {target}")
+    if len(parsed.val_history) > 1:
+        pts = parsed.val_history[:: max(1, len(parsed.val_history) // 6)][-6:]
+        parts.append("val_loss curve: " + ", ".join(f"{s}:{v:.3f}" for s, v in pts))
+    if result.error:
+        parts.append(f"error: {result.error}")
+    return "; ".join(parts)

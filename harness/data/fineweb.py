@@ -20,8 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness import paths
-from harness.data.shards import ShardHeader, read_header
-from harness.data.tracks import TrackData
+from harness.data.shards import ShardHeader, TrackData, read_header
 from harness.errors import DataError
 
 Progress = Callable[[str], None]

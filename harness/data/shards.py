@@ -8,17 +8,16 @@ then zeros) followed by the tokens as little-endian uint16.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel
 
 from harness.errors import DataError
+from harness.fsutil import write_bytes_atomic
 
 MAGIC = 20240520
 VERSION = 1
@@ -43,32 +42,6 @@ class ShardHeader:
     @property
     def file_size(self) -> int:
         return HEADER_BYTES + TOKEN_BYTES * self.num_tokens
-
-
-def write_bytes_atomic(path: Path, chunks: Iterable[bytes]) -> None:
-    """Write `path` so that readers see either the old file or the complete new one.
-
-    The temporary file lives in the same directory so that `os.replace` is a
-    rename within one filesystem. It is created with mode 0o666 minus the umask,
-    like an ordinary file, because the docker executor mounts the data for a
-    non-root user: a 0600 file (what `tempfile` would make) could not be read.
-    It is fsynced before the rename so that a crash cannot leave a complete
-    name with missing contents.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def encode_header(num_tokens: int) -> bytes:
@@ -142,3 +115,13 @@ def read_tokens(path: Path) -> npt.NDArray[np.uint16]:
         # mmap refuses a zero-length mapping.
         return np.empty(0, dtype=_TOKEN_DTYPE)
     return np.memmap(header.path, dtype=_TOKEN_DTYPE, mode="r", offset=HEADER_BYTES, shape=(header.num_tokens,))
+
+
+class TrackData(BaseModel):
+    """Prepared shards: the directory to mount read-only and the globs the scripts get."""
+
+    data_dir: Path
+    train_glob: str
+    val_glob: str
+    #: Shards outside `data_dir` that no run reads, for the harness's own evaluation (None: none).
+    holdout_glob: str | None = None

@@ -7,9 +7,9 @@ a round alike, so the ratio of two records within a round is steadier than eithe
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
+import shutil
+import stat
 import statistics
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -18,13 +18,19 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from harness import paths
-from harness.errors import SpeedrunError
-from harness.eval.measure import MeasureSpec, measure
+from harness.data.tracks import run_threads
+from harness.errors import MachineBusy, SpeedrunError
+from harness.eval.measure import BUSY_ADVICE, MeasureSpec, measure_steady
 from harness.events import Event, EventSink, ignore
 from harness.execution.base import Executor
+from harness.fsutil import locked, write_text_atomic
 from harness.machine import MachineInfo, this_machine
 from harness.manifests.tracks import Record, Track
 from harness.scoring import paired_ratios
+
+#: The slowest of a record's calibration runs may take this many times the fastest: quiet 2-core
+#: machines scatter identical runs by about ±12% (1.27x), busy ones by 5-20x.
+MAX_SPREAD = 1.35
 
 
 class RecordTiming(BaseModel):
@@ -33,11 +39,23 @@ class RecordTiming(BaseModel):
     times_ms: list[float] = Field(default_factory=list)
     steps: list[int | None] = Field(default_factory=list)
     val_loss: list[float | None] = Field(default_factory=list)
+    #: Per run: the harness's wall time minus the printed train_time (start-up, validation,
+    #: saving): what a candidate of this record's task may leave untimed (`ClockCheck`).
+    untimed_s: list[float] = Field(default_factory=list)
     measured_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def median_ms(self) -> float:
         return statistics.median(self.times_ms)
+
+    @property
+    def settled(self) -> bool:
+        """Measured, and its runs agree within `MAX_SPREAD` (a busy machine scatters them)."""
+        return bool(self.times_ms) and max(self.times_ms) <= MAX_SPREAD * min(self.times_ms)
+
+    @property
+    def median_untimed_s(self) -> float | None:
+        return statistics.median(self.untimed_s) if self.untimed_s else None
 
     @property
     def spread(self) -> tuple[float, float]:
@@ -56,7 +74,7 @@ class Calibration(BaseModel):
 
     def has(self, record: Record) -> bool:
         got = self.records.get(record.id)
-        return got is not None and bool(got.times_ms) and got.code_sha256 == code_sha256(record)
+        return got is not None and got.settled and got.code_sha256 == code_sha256(record)
 
     def ratio(self, numerator: str, denominator: str) -> float:
         """Median of the paired (same-round) ratios of two records' times."""
@@ -74,7 +92,7 @@ def calibration_path(track: Track, executor: str, target_val_loss: float) -> Pat
     fp = this_machine().fingerprint
     # CPU tracks run as many threads as OMP_NUM_THREADS allows (it reaches the candidate), and
     # a time measured with one thread says nothing about a run with two.
-    threads = os.environ.get("OMP_NUM_THREADS", "").strip()
+    threads = run_threads(track)
     suffix = f"-omp{threads}" if threads else ""
     return paths.cache_dir() / "calibration" / track.name / f"{fp}-{executor}-{target_val_loss:g}{suffix}.json"
 
@@ -83,6 +101,35 @@ def calibration_runs_dir(track: Track, executor: str, target_val_loss: float) ->
     """Where the calibration runs of one calibration file keep their workspaces and logs."""
     path = calibration_path(track, executor, target_val_loss)
     return path.parent.parent / "runs" / track.name / path.stem
+
+
+#: Under a run directory: the logs of the reference runs its times come from, one per record.
+REFERENCES_DIR = "references"
+#: A reference log longer than this is not copied (the records' own logs are a few kB).
+MAX_REFERENCE_LOG_BYTES = 8 << 20
+
+
+def keep_reference_logs(
+    track: Track, executor: str, target_val_loss: float, records: list[Record], run_dir: Path
+) -> None:
+    """Copy the last calibration log of each record into `run_dir/references/<record>.log`.
+
+    The calibration's own copy lives in the user's cache, is overwritten by the next
+    calibration and is found only on the machine that made it; a run directory keeps the
+    curves its reference times come from, so a viewer elsewhere can plot them.
+    """
+    work = calibration_runs_dir(track, executor, target_val_loss)
+    out = run_dir / REFERENCES_DIR
+    for rec in records:
+        src = work / rec.id / "run.log"
+        try:
+            info = src.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_REFERENCE_LOG_BYTES:
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, out / f"{rec.id}.log", follow_symlinks=False)
 
 
 def load_calibration(track: Track, executor: str, target_val_loss: float) -> Calibration:
@@ -110,16 +157,13 @@ def save_calibration(track: Track, cal: Calibration, only: Iterable[str] | None 
     path = calibration_path(track, cal.executor, cal.target_val_loss)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Hidden, as the data cache's lock: the directory lists the calibrations and nothing else.
-    with (path.parent / f".{path.stem}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(path.parent / f".{path.stem}.lock"):
         out = cal
         if only is not None:
             on_disk = load_calibration(track, cal.executor, cal.target_val_loss)
             on_disk.records.update({rid: cal.records[rid] for rid in only})
             out = on_disk
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(out.model_dump_json(indent=2))
-        tmp.replace(path)
+        write_text_atomic(path, out.model_dump_json(indent=2))
     return path
 
 
@@ -150,7 +194,9 @@ def calibrate(
                     data={"record": rec.id, "done": done, "total": total},
                 )
             )
-            result = measure({rec.script: rec.code()}, work / rec.id, spec, executor, label=f"calibrate/{rec.id}")
+            result = measure_steady(
+                {rec.script: rec.code()}, work / rec.id, spec, executor, f"record {rec.id}", emit=on_event
+            )
             if not result.valid or result.train_time_ms is None:
                 raise SpeedrunError(
                     f"calibration run of record {rec.id} did not reach the target "
@@ -160,6 +206,8 @@ def calibrate(
             timing.times_ms.append(result.train_time_ms)
             timing.steps.append(result.step)
             timing.val_loss.append(result.val_loss)
+            if result.untimed_s is not None:
+                timing.untimed_s.append(result.untimed_s)
             done += 1
             save_calibration(track, cal, only=[r.id for r in records])
             on_event(
@@ -169,4 +217,13 @@ def calibrate(
                     data={"record": rec.id, "done": done, "total": total, "time_ms": result.train_time_ms},
                 )
             )
+    unsettled = [(r, cal.records[r.id]) for r in records if not cal.records[r.id].settled]
+    if unsettled:
+        rec, timing = unsettled[0]
+        lo, hi = timing.spread
+        raise MachineBusy(
+            f"the machine is too busy to time runs: record {rec.id} took {lo / 1000:.1f}-{hi / 1000:.1f} s "
+            f"in {len(timing.times_ms)} runs (more than {MAX_SPREAD:.2f}x apart, so they do not count); "
+            f"{BUSY_ADVICE}"
+        )
     return cal

@@ -13,7 +13,6 @@ Re-running the same command resumes the chain step by step.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,10 +21,13 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from harness.confine import write_confined
-from harness.eval.evaluate import EvalConfig, RunInfo, evaluate
+from harness.eval.config import EvalConfig, run_name
+from harness.eval.evaluate import evaluate
+from harness.eval.log import RunInfo
 from harness.events import Event, EventSink, ignore
+from harness.fsutil import write_text_atomic
 from harness.manifests.tracks import get_task, load_track
-from harness.search.workspace import node_code
+from harness.search.node import node_files
 
 CHAIN_JSON = "cumulative.json"
 #: Where a chain keeps the scripts it hands from one step to the next (copies of coded text).
@@ -73,7 +75,7 @@ def chain_dir(base: EvalConfig, first_task: str) -> Path:
         parts.append(f"target{base.target_val_loss:g}")
     if base.analyze:
         parts.append("analyze")
-    return base.results_dir / "cumulative" / re.sub(r"[^A-Za-z0-9._+-]+", "-", "__".join(parts))
+    return base.results_dir / "cumulative" / run_name(parts)
 
 
 def run_chain(
@@ -131,14 +133,15 @@ def run_chain(
 def _hand_over_best(root: Path, run_dir: Path, info: RunInfo, cfg: EvalConfig, step: int) -> Path | None:
     """The main script of the step's best valid node, as the model wrote it, copied into the chain.
 
-    Read from the node's saved code, never from its workspace: a run could have replaced its
-    script there by a link to a host file, whose text would then become the next prompt.
+    A copy of the coded text (`node_files`: the node's saved code, read without following
+    links), never a file from a workspace: a run could have replaced its script there by a link
+    to a host file, whose text would then become the next task's prompt.
     """
     if info.score is None or info.score.best_node is None:
         return None
     task = get_task(cfg.task)
     script = load_track(task.track).record(task.from_record).script
-    code = node_code(run_dir / "nodes" / str(info.score.best_node)).get(script)
+    code = node_files(run_dir, info.score.best_node).get(script)
     if code is None:
         return None
     name = f"{step:02d}-{task.id}-node{info.score.best_node}{Path(script).suffix}"
@@ -149,9 +152,7 @@ def _hand_over_best(root: Path, run_dir: Path, info: RunInfo, cfg: EvalConfig, s
 
 def _write(root: Path, chain: Chain) -> None:
     chain.updated_at = datetime.now(UTC)
-    tmp = root / (CHAIN_JSON + ".tmp")
-    tmp.write_text(chain.model_dump_json(indent=2))
-    tmp.replace(root / CHAIN_JSON)
+    write_text_atomic(root / CHAIN_JSON, chain.model_dump_json(indent=2))
 
 
 def read_chain(root: Path) -> Chain | None:

@@ -3,225 +3,50 @@
     data -> reference times -> search (engine) -> confirmation -> FSR -> run.json + leaderboard
 
 Re-running the same evaluation resumes it: finished nodes, reference times and confirmation
-runs are read back, never redone.
+runs are read back, never redone. The parts live beside this module: `config` (what defines
+a run), `log` (run.json), `setup` (the track's command, environment and executor),
+`reference`, `confirm` and `score`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import platform
-import re
-import statistics
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
-
-from pydantic import BaseModel, Field
 
 import harness
 from harness.coder.prompts import hints_for, parse_hint_levels
 from harness.confine import read_bounded
-from harness.data.tracks import TrackData, ensure_data, run_env
+from harness.data.shards import TrackData
+from harness.data.tracks import ensure_data, run_threads
 from harness.errors import ConfigError
-from harness.eval import calibration
-from harness.eval.measure import MeasureSpec, measure
+from harness.eval.config import EvalConfig
+from harness.eval.confirm import confirm
+from harness.eval.log import Confirmation, Reference, RunInfo, TaskScore, read_run, write_run
+from harness.eval.measure import MeasureSpec
+from harness.eval.reference import reference_plan, reference_times
+from harness.eval.score import score_task
+from harness.eval.setup import track_command, track_env, track_executor, track_model_check
 from harness.events import Event, EventSink, ignore
-from harness.execution import get_executor
 from harness.execution.base import Executor
-from harness.machine import MachineInfo, this_machine
-from harness.manifests.tracks import Record, Task, Track, get_task, load_track
-from harness.models import Usage, get_model
-from harness.scoring import fsr, fsr_from_ratios, paired_ratios
+from harness.execution.gpus import gpu_slots
+from harness.machine import this_machine
+from harness.manifests.integrity import require_fetched
+from harness.manifests.tracks import Task, Track, get_task, load_track
+from harness.models import get_model
+from harness.outcome import ClockCheck
+from harness.scoring import estimate_fsr, need_another_pair
 from harness.search import get_scaffold
 from harness.search.budget import Budget
-from harness.search.engine import Engine, EngineConfig, Schedule, python_command, spent
+from harness.search.engine import Engine, EngineConfig, spent
 from harness.search.journal import Journal
-from harness.search.workspace import MAX_SOURCE_BYTES, node_code
+from harness.search.node import node_files
+from harness.search.workspace import MAX_SOURCE_BYTES
 
-RUN_JSON = "run.json"
-
-
-class EvalConfig(BaseModel):
-    """Everything that defines an evaluation; recorded in run.json."""
-
-    task: str
-    model: str
-    model_args: dict[str, Any] = Field(default_factory=dict)
-    scaffold: str = "flat"
-    scaffold_args: dict[str, Any] = Field(default_factory=dict)
-    hints: str = "pseudocode"
-    seed: int = 0
-    executor: str = "local"
-    executor_args: dict[str, Any] = Field(default_factory=dict)
-    max_parallel: int = 1
-    schedule: Schedule = "async"
-    results_dir: Path = Path("results")
-    data_dir: Path | None = None
-    calibration_runs: int = 3
-    confirm_runs: int = 2
-    target_val_loss: float | None = None
-    time_limit_s: float | None = None
-    max_cost_usd: float | None = None
-    max_tokens: int | None = None
-    gpus: str | None = None
-    #: After each run, one more model call writes a short analysis that child prompts see.
-    analyze: bool = False
-    #: The script the search starts from instead of record i's (cumulative mode: the agent's
-    #: own best solution of the previous task). FSR is still measured against record i.
-    start_from: Path | None = None
-
-    def run_id(self) -> str:
-        """Named by what identifies a result row, so the same command finds its own run again."""
-        parts = [self.task, self.model, self.scaffold, self.hints, f"s{self.seed}"]
-        if self.target_val_loss is not None:
-            parts.append(f"target{self.target_val_loss:g}")
-        if self.analyze:
-            parts.append("analyze")
-        if self.start_from is not None:
-            parts.append("from-" + hashlib.sha256(str(self.start_from).encode()).hexdigest()[:8])
-        return re.sub(r"[^A-Za-z0-9._+-]+", "-", "__".join(parts))
-
-    def identity(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the recorded one (the node budget may grow)."""
-        out = self.model_dump(
-            include={"task", "model", "model_args", "scaffold", "scaffold_args", "hints", "seed", "target_val_loss"}
-            | {"analyze", "start_from"},
-            mode="json",
-        )
-        out["scaffold_args"] = {k: v for k, v in out["scaffold_args"].items() if k != "nodes"}
-        out["model_args"] = {k: v for k, v in out["model_args"].items() if k not in ("max_connections", "base_url")}
-        return out
-
-
-class Reference(BaseModel):
-    """Record i's and record i+1's times, and where they come from."""
-
-    source: Literal["calibrated", "paper"]
-    from_record: str
-    to_record: str
-    t_ref_ms: float
-    t_next_ms: float
-    next_ratio: float
-    runs: int = 0
-    t_ref_spread_ms: tuple[float, float] | None = None
-    t_next_spread_ms: tuple[float, float] | None = None
-
-
-class Confirmation(BaseModel):
-    """The best node re-run side by side with record i."""
-
-    node: int
-    candidate_ms: list[float] = Field(default_factory=list)
-    reference_ms: list[float] = Field(default_factory=list)
-    candidate_valid: list[bool] = Field(default_factory=list)
-
-    @property
-    def ratios(self) -> list[float]:
-        return paired_ratios(self.candidate_ms, self.reference_ms)
-
-
-class TaskScore(BaseModel):
-    task: str
-    fsr: float
-    best_node: int | None
-    best_time_ms: float | None
-    candidate_ratio: float | None
-    reference: Reference
-    confirmation: Confirmation | None = None
-    nodes: int
-    valid_nodes: int
-    note: str = ""
-
-
-class RunInfo(BaseModel):
-    schema_version: int = 1
-    run_id: str
-    config: EvalConfig
-    track: str
-    status: Literal["running", "finished", "stopped", "failed"] = "running"
-    status_detail: str = ""
-    sandboxed: bool = False
-    versions: dict[str, str] = Field(default_factory=dict)
-    machine: MachineInfo
-    model_settings: dict[str, Any] = Field(default_factory=dict)
-    scaffold_params: dict[str, Any] = Field(default_factory=dict)
-    started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    usage: Usage = Field(default_factory=Usage)
-    score: TaskScore | None = None
-
-
-def read_run(run_dir: Path) -> RunInfo | None:
-    path = run_dir / RUN_JSON
-    return RunInfo.model_validate_json(path.read_text()) if path.is_file() else None
-
-
-def write_run(run_dir: Path, info: RunInfo) -> None:
-    info.updated_at = datetime.now(UTC)
-    tmp = run_dir / (RUN_JSON + ".tmp")
-    tmp.write_text(info.model_dump_json(indent=2))
-    tmp.replace(run_dir / RUN_JSON)
-
-
-#: Training processes when `--gpus` does not name a number: the benchmark's node has eight GPUs.
-#: Not the GPUs this machine happens to have, because the records fix their global batch as
-#: per-GPU batch x world size, so a different process count trains a different run.
-DEFAULT_GPUS = 8
-NPROC_PLACEHOLDER = "{nproc_per_node}"
-
-
-def gpu_count(gpus: str | None) -> int:
-    """`--gpus` as a process count: unset or `all` -> 8, `N` -> N, `0,1,2,3` (or `device=...`) -> 4."""
-    value = (gpus or "").strip()
-    if value in ("", "all"):
-        return DEFAULT_GPUS
-    if value == "none":
-        raise ConfigError("--gpus none leaves no GPU for the track's command; use all, a count or device ids")
-    if value.isdigit():
-        count = int(value)
-    else:
-        ids = value.removeprefix("device=").strip("\"'")
-        if not re.fullmatch(r"[\w-]+(,[\w-]+)*", ids):
-            raise ConfigError(f"cannot read --gpus {gpus!r}; use all, a count, or device ids like 0,1")
-        count = len(ids.split(","))
-    if count < 1:
-        raise ConfigError(f"--gpus {gpus!r} leaves no GPU for the track's command; use all, a count or ids")
-    return count
-
-
-def track_command(track: Track, gpus: str | None, *, local: bool) -> list[str]:
-    """The track's command with `{nproc_per_node}` filled in from `--gpus`."""
-    command = list(track.command)
-    if any(NPROC_PLACEHOLDER in part for part in command):
-        n = str(gpu_count(gpus))
-        command = [part.replace(NPROC_PLACEHOLDER, n) for part in command]
-    return python_command(command, local=local)
-
-
-def track_executor(
-    track: Track, name: str, options: dict[str, Any], *, image: str | None = None, gpus: str | None = None
-) -> Executor:
-    """The executor `name` for runs of `track`; a docker run uses `image` (a record's own) or the track's.
-
-    Precedence: explicit options (`--executor-arg`), then `--gpus`, then the track's defaults.
-    """
-    args: dict[str, Any] = dict(track.executors.get(name, {}))
-    if name == "docker":
-        args["image"] = image or track.image
-        if gpus:
-            args["gpus"] = gpus
-    args.update(options)
-    return get_executor(name, **args)
-
-
-def track_env(track: Track, data: TrackData, gpus: str | None, *, local: bool, **kw: Any) -> dict[str, str]:
-    """`run_env`, plus CUDA_VISIBLE_DEVICES on the local executor when `--gpus` names device ids
-    (a container sees only the requested devices; a local process would otherwise see all)."""
-    env = run_env(track, data, **kw)
-    value = (gpus or "").strip().removeprefix("device=")
-    if local and value and value != "all" and not value.isdigit():
-        env["CUDA_VISIBLE_DEVICES"] = value
-    return env
+#: The confirmation stops adding pairs once the FSR interval the pairs support is this narrow
+#: (at `CONFIRM_CONFIDENCE`), or at `--confirm-runs` pairs. A range of four agreeing pairs covers
+#: the median with 87.5%: the first point at which the rule can stop.
+CONFIRM_TARGET_WIDTH = 0.3
+CONFIRM_CONFIDENCE = 0.85
 
 
 def _versions() -> dict[str, str]:
@@ -248,8 +73,6 @@ class Evaluation:
         self.task = self.task.model_copy(update={"target_val_loss": self.target})
         self.hint_levels = parse_hint_levels(cfg.hints)
         if self.track.source == "fetched":
-            from harness.manifests.fetch import require_fetched
-
             require_fetched(self.track.name)  # says to run `speedrun records fetch`, not "no hint"
         hints_for(self.task, self.hint_levels)  # a missing hint level fails now, not mid-run
         self.from_record = self.track.record(self.task.from_record)
@@ -266,7 +89,7 @@ class Evaluation:
         """The script the search starts from: record i's, or `start_from`."""
         if self.cfg.start_from is None:
             return self.from_record.code()
-        data = read_bounded(self.cfg.start_from, MAX_SOURCE_BYTES)
+        data = read_bounded(self.cfg.start_from, MAX_SOURCE_BYTES)  # not through a link
         if data is None:
             raise ConfigError(f"start file {self.cfg.start_from} is not a regular file of at most 1 MiB")
         return data.decode("utf-8", errors="replace")
@@ -276,13 +99,21 @@ class Evaluation:
             self.track, self.cfg.executor, self.cfg.executor_args, image=self.from_record.image, gpus=self.cfg.gpus
         )
 
+    def gpu_slots(self) -> list[str | None]:
+        """Each run slot's share of `--gpus` (Slurm gets counts and picks the devices itself)."""
+        by: Literal["ids", "count"] = "count" if self.cfg.executor == "slurm" else "ids"
+        return gpu_slots(self.cfg.gpus, self.cfg.max_parallel, by=by, available=len(this_machine().gpus) or None)
+
     def measure_spec(self, data: TrackData) -> MeasureSpec:
+        # Every slot's share is the same size, so one command (--nproc_per_node) fits all, and
+        # references are measured with the share a candidate gets.
+        share = self.gpu_slots()[0]
         return MeasureSpec(
-            command=track_command(self.track, self.cfg.gpus, local=self.cfg.executor == "local"),
+            command=track_command(self.track, share, local=self.cfg.executor == "local"),
             env=track_env(
                 self.track,
                 data,
-                self.cfg.gpus,
+                share,
                 local=self.cfg.executor == "local",
                 seed=self.cfg.seed,
                 target_val_loss=self.target,
@@ -290,7 +121,9 @@ class Evaluation:
             time_limit_s=self.time_limit_s,
             target_val_loss=self.target,
             data_dir=data.data_dir,
-            gpus=self.cfg.gpus,
+            gpus=share,
+            threads=run_threads(self.track),
+            model_check=track_model_check(self.track, data),
         )
 
     def plan(self) -> dict[str, Any]:
@@ -317,6 +150,11 @@ class Evaluation:
             "records": [self.from_record.id, self.to_record.id],
             "target_val_loss": self.target,
             "reference_times": self.reference_plan(),
+            "confirmation": {
+                "against": self.from_record.id,
+                "on": "this machine, side by side (record i, node, record i, node, ...)",
+                "pairs": self.cfg.confirm_runs,
+            },
             "model": self.cfg.model,
             "scaffold": self.scaffold.describe(),
             "hints": self.hint_levels,
@@ -325,21 +163,17 @@ class Evaluation:
         }
 
     def reference_plan(self) -> dict[str, Any]:
-        """Which reference times a run would use, measuring nothing: a calibration of this machine
-        when it has both records, else the paper's times (paper tracks) or a calibration to come."""
-        a, b = self.from_record, self.to_record
+        """Which reference times a run would use, measuring nothing."""
         key = self.executor().calibration_key
-        cal = calibration.load_calibration(self.track, key, self.target)
-        if cal.has(a) and cal.has(b):
-            return {
-                "source": "calibrated",
-                "file": str(calibration.calibration_path(self.track, key, self.target)),
-                "time_ms": {a.id: cal.records[a.id].median_ms, b.id: cal.records[b.id].median_ms},
-            }
-        if self.track.reference_times == "paper":
-            times = {r.id: r.reference.time_ms if r.reference else None for r in (a, b)}
-            return {"source": "paper", "time_ms": times}
-        return {"source": "calibrate", "runs_per_record": self.cfg.calibration_runs}
+        return reference_plan(
+            self.track,
+            self.from_record,
+            self.to_record,
+            key,
+            self.target,
+            self.cfg.calibration_runs,
+            self.cfg.references,
+        )
 
     # ---- the steps -------------------------------------------------------------------------
 
@@ -379,8 +213,14 @@ class Evaluation:
                     schedule=self.cfg.schedule,
                     seed=self.cfg.seed,
                     gpus=self.cfg.gpus,
+                    gpu_slots=self.gpu_slots(),
                     budget=Budget(self.cfg.max_cost_usd, self.cfg.max_tokens, spent(self.run_dir)),
                     analyze=self.cfg.analyze,
+                    baseline_code=self.from_record.code(),
+                    model_check=spec.model_check,
+                    clock=None
+                    if reference.t_ref_untimed_s is None
+                    else ClockCheck(reference_untimed_s=reference.t_ref_untimed_s),
                 ),
                 model=self.model,
                 scaffold=self.scaffold,
@@ -446,194 +286,68 @@ class Evaluation:
         return f"{ref.time_ms / 1000:.1f} s on its reference machine" if ref else "its reference time"
 
     def reference(self, executor: Executor, spec: MeasureSpec) -> Reference:
-        a, b = self.from_record, self.to_record
-        cal = calibration.load_calibration(self.track, executor.calibration_key, self.target)
-        if self.track.reference_times == "paper" and not (cal.has(a) and cal.has(b)):
-            self.emit(
-                Event(
-                    "info",
-                    f"reference times: the paper's re-measurement on 8xH100; `speedrun calibrate --track "
-                    f"{self.track.name} --records {a.index},{b.index}` measures them on this machine instead",
-                )
-            )
-            return self._paper_reference(a, b)
-        missing = [r for r in (a, b) if not cal.has(r)]
-        if missing:
-            self.emit(
-                Event(
-                    "phase",
-                    f"calibrating {', '.join(r.id for r in missing)} on this machine "
-                    f"({self.cfg.calibration_runs} runs each; cached for later evaluations)",
-                )
-            )
-            cal = calibration.calibrate(
-                self.track,
-                missing if len(missing) == 1 else [a, b],
-                runs=self.cfg.calibration_runs,
-                executor=executor,
-                spec=spec,
-                on_event=self.emit,
-            )
-        else:
-            self.emit(
-                Event(
-                    "info",
-                    f"reference times from the calibration of this machine "
-                    f"({calibration.calibration_path(self.track, executor.calibration_key, self.target)})",
-                )
-            )
-        ta, tb = cal.records[a.id], cal.records[b.id]
-        ratio = cal.ratio(b.id, a.id)
-        if ratio >= 1 and self.cfg.target_val_loss is not None:
-            # At a loosened (smoke) target the chain's order need not hold; the run still
-            # exercises every part, and the score says FSR is undefined.
-            self.emit(
-                Event(
-                    "warning",
-                    f"at target {self.target} record {b.id} is not faster than {a.id} here; "
-                    "FSR is undefined for this run",
-                )
-            )
-        elif ratio >= 1:
-            raise ConfigError(
-                f"on this machine record {b.id} ({tb.median_ms:.0f} ms) is not faster than {a.id} "
-                f"({ta.median_ms:.0f} ms); re-run `speedrun calibrate --track {self.track.name}` with more --runs"
-            )
-        return Reference(
-            source="calibrated",
-            from_record=a.id,
-            to_record=b.id,
-            t_ref_ms=ta.median_ms,
-            t_next_ms=tb.median_ms,
-            next_ratio=ratio,
-            runs=len(ta.times_ms),
-            t_ref_spread_ms=ta.spread,
-            t_next_spread_ms=tb.spread,
-        )
-
-    def _paper_reference(self, a: Record, b: Record) -> Reference:
-        if a.reference is None or b.reference is None:
-            raise ConfigError(f"records {a.id} and {b.id} need reference times in their manifests")
-        return Reference(
-            source="paper",
-            from_record=a.id,
-            to_record=b.id,
-            t_ref_ms=a.reference.time_ms,
-            t_next_ms=b.reference.time_ms,
-            next_ratio=b.reference.time_ms / a.reference.time_ms,
+        return reference_times(
+            self.track,
+            self.from_record,
+            self.to_record,
+            executor,
+            spec,
+            runs=self.cfg.calibration_runs,
+            loosened_target=self.cfg.target_val_loss is not None,
+            emit=self.emit,
+            source=self.cfg.references,
+            run_dir=self.run_dir,
         )
 
     def score(self, journal: Journal, ref: Reference, executor: Executor, spec: MeasureSpec) -> TaskScore:
-        best = journal.best()
-        nodes, valid = len(journal.nodes), len(journal.valid())
-        common = {"task": self.task.id, "reference": ref, "nodes": nodes, "valid_nodes": valid}
-        if ref.next_ratio >= 1:
-            return TaskScore(
-                fsr=0.0,
-                best_node=best.id if best else None,
-                best_time_ms=best.time_ms if best else None,
-                candidate_ratio=None,
-                note=f"undefined: record {ref.to_record} is not faster than {ref.from_record} at this target",
-                **common,
-            )
-        if best is None or best.time_ms is None:
-            return TaskScore(
-                fsr=0.0,
-                best_node=None,
-                best_time_ms=None,
-                candidate_ratio=None,
-                note="no valid node",
-                **common,
-            )
-        if self.node_files(best.id) == self.record_files():
-            # Record i's own code cannot be faster than record i: re-measuring it only costs time.
-            return TaskScore(
-                fsr=0.0,
-                best_node=best.id,
-                best_time_ms=best.time_ms,
-                candidate_ratio=best.time_ms / ref.t_ref_ms,
-                note=f"the best node is record {self.from_record.id} unchanged",
-                **common,
-            )
-        if ref.source == "paper" or self.cfg.confirm_runs <= 0:
-            value = fsr(ref.t_ref_ms, ref.t_next_ms, best.time_ms, self.track.min_speedup)
-            return TaskScore(
-                fsr=value,
-                best_node=best.id,
-                best_time_ms=best.time_ms,
-                candidate_ratio=best.time_ms / ref.t_ref_ms,
-                note="from the node's own run",
-                **common,
-            )
-        if best.time_ms >= ref.t_ref_ms * 1.25:
-            # Far slower than the reference: no amount of re-measuring makes it a speed-up.
-            return TaskScore(
-                fsr=0.0,
-                best_node=best.id,
-                best_time_ms=best.time_ms,
-                candidate_ratio=best.time_ms / ref.t_ref_ms,
-                note="slower than record i",
-                **common,
-            )
-        conf = self.confirm(best.id, executor, spec)
-        ratio = statistics.median(conf.ratios) if all(conf.candidate_valid) and conf.ratios else None
-        note = "" if ratio is not None else "the best node did not reach the target in every confirmation run"
-        if ratio is not None and ratio >= 1.0 - self.track.min_speedup:
-            note = f"not faster than record i beyond the track's noise margin ({self.track.min_speedup:.0%})"
-        return TaskScore(
-            fsr=fsr_from_ratios(ratio, ref.next_ratio, self.track.min_speedup),
-            best_node=best.id,
-            best_time_ms=best.time_ms,
-            candidate_ratio=ratio,
-            confirmation=conf,
-            note=note,
-            **common,
+        return score_task(
+            self.task.id,
+            journal,
+            ref,
+            min_speedup=self.track.min_speedup,
+            confirm_runs=self.cfg.confirm_runs,
+            target=self.target,
+            unchanged=lambda node: self.node_files(node) == self.record_files(),
+            confirm=lambda node: self.confirm(node, executor, spec, ref),
         )
 
     def node_files(self, node_id: int) -> dict[str, str]:
-        return node_code(self.run_dir / "nodes" / str(node_id))
+        return node_files(self.run_dir, node_id)
 
     def record_files(self) -> dict[str, str]:
         """Record i as a workspace: its one script."""
         return {self.from_record.script: self.from_record.code()}
 
-    def confirm(self, node_id: int, executor: Executor, spec: MeasureSpec) -> Confirmation:
-        """Re-run the best node and record i alternately; kept in confirm.json across resumes."""
-        path = self.run_dir / "confirm.json"
-        conf = Confirmation(node=node_id)
-        if path.is_file():
-            old = Confirmation.model_validate_json(path.read_text())
-            if old.node == node_id:
-                conf = old
-        cand_files = self.node_files(node_id)
-        ref_files = self.record_files()
-        while len(conf.candidate_ms) < self.cfg.confirm_runs:
-            k = len(conf.candidate_ms)
-            self.emit(
-                Event(
-                    "phase",
-                    f"confirming node {node_id} against {self.from_record.id} (pair {k + 1}/{self.cfg.confirm_runs})",
-                )
-            )
-            r = measure(ref_files, self.run_dir / "confirm" / f"{k}-reference", spec, executor, "confirm/ref")
-            c = measure(cand_files, self.run_dir / "confirm" / f"{k}-candidate", spec, executor, "confirm/cand")
-            if not r.valid or r.train_time_ms is None:
-                raise ConfigError(
-                    f"record {self.from_record.id} did not reach the target in a confirmation run: "
-                    f"{r.error or r.val_loss}"
-                )
-            conf.reference_ms.append(r.train_time_ms)
-            conf.candidate_ms.append(c.train_time_ms if c.valid and c.train_time_ms else float("inf"))
-            conf.candidate_valid.append(c.valid)
-            path.write_text(conf.model_dump_json(indent=2))
-            self.emit(
-                Event(
-                    "info",
-                    f"pair {k + 1}: record {r.train_time_ms / 1000:.1f} s, "
-                    f"node {node_id} {(c.train_time_ms or 0) / 1000:.1f} s",
-                )
-            )
-        return conf
+    def confirm(self, node_id: int, executor: Executor, spec: MeasureSpec, reference: Reference) -> Confirmation:
+        return confirm(
+            self.run_dir,
+            node_id,
+            self.node_files(node_id),
+            self.record_files(),
+            self.from_record.id,
+            self.from_record.script,
+            runs=self.cfg.confirm_runs,
+            executor=executor,
+            spec=spec,
+            emit=self.emit,
+            seeds=[self.cfg.seed + k for k in range(self.cfg.seeds)],
+            enough=lambda conf: self._enough_pairs(conf, reference),
+        )
+
+    def _enough_pairs(self, conf: Confirmation, reference: Reference) -> bool:
+        """The confirmation's stopping rule: the interval from the pairs so far is narrow enough
+        (`scoring.need_another_pair`), or a candidate run already failed (it scores 0 anyway)."""
+        if not all(conf.candidate_valid):
+            return True
+        if reference.next_ratio >= 1 or len(conf.ratios) < 2:
+            return False
+        est = estimate_fsr(conf.ratios, reference.next_ratio, min_speedup=self.track.min_speedup)
+        return not need_another_pair(
+            est,
+            target_width=CONFIRM_TARGET_WIDTH,
+            max_pairs=self.cfg.confirm_runs,
+            confidence=CONFIRM_CONFIDENCE,
+        )
 
 
 def evaluate(cfg: EvalConfig, on_event: EventSink = ignore) -> RunInfo:

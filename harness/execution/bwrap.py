@@ -33,8 +33,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.confine import relpath_problem, walk_regular
+from harness.confine import read_confined, relpath_problem, walk_regular, write_confined
 from harness.execution import seccomp
+from harness.execution.base import MAX_OUTPUT_BYTES
 from harness.execution.limits import Launch
 
 #: System trees bound read-only; a tree that is a link on the host (merged /usr) stays a link.
@@ -44,6 +45,8 @@ UID_BASE = 2_147_000_000
 UID_POOL = 256
 #: A workspace holds the node's code, not data: at most this many files are copied in.
 MAX_SEED_FILES = 200
+#: How long PID 1 keeps a finished run's sandbox for the harness to copy the outputs out.
+HOLD_S = 600
 
 
 @functools.cache
@@ -154,6 +157,8 @@ class Plan:
     info_fd: int | None = None
     #: The harness's end of PID 1's lifeline: closing it ends the sandbox.
     lifeline: int | None = None
+    #: Where PID 1 reports the command's exit status, once everything else in the sandbox is dead.
+    done_fd: int | None = None
     uid: int | None = None
 
     def close_fds(self) -> None:
@@ -164,11 +169,11 @@ class Plan:
 
     def release(self) -> None:
         self.close_fds()
-        for fd in (self.info_fd, self.lifeline):
+        for fd in (self.info_fd, self.lifeline, self.done_fd):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self.info_fd = self.lifeline = None
+        self.info_fd = self.lifeline = self.done_fd = None
         if self.uid is not None:
             UIDS.give(self.uid)
             self.uid = None
@@ -223,7 +228,6 @@ def plan(
     workspace_files: int | None,
     tmpfs_size: int | None,
     ro_paths: list[Path],
-    gpus: bool,
 ) -> Plan:
     """The sandbox for one run. `launch` is completed here with the run's own uid (as root)."""
     exe = bwrap_path()
@@ -236,11 +240,10 @@ def plan(
             m.ro_bind(Path(path))
     m.args += ["--dev", "/dev", "--proc", "/proc"]
     m.made |= {Path("/dev"), Path("/proc")}
-    if gpus:
-        for dev in sorted(Path("/dev").glob("nvidia*")):
-            m.args += ["--dev-bind", str(dev), str(dev)]
-        for dev in sorted(Path("/dev/dri").glob("*")):
-            m.args += ["--dev-bind", str(dev), str(dev)]
+    # The GPUs, whether or not this run asked for some: which ones it sees is
+    # CUDA_VISIBLE_DEVICES's business, and a run without `--gpus` may still use all.
+    for dev in sorted(Path("/dev").glob("nvidia*")):
+        m.args += ["--dev-bind", str(dev), str(dev)]
     m.tmpfs(Path("/dev/shm"), tmpfs_size, "1777")
     m.tmpfs(Path("/tmp"), tmpfs_size, "1777")
     home = Path(os.environ.get("HOME") or "/nonexistent")
@@ -273,11 +276,12 @@ def plan(
             m.args += ["--perms", "0666", "--file", str(fd), str(ws / name)]
         info_r, info_w = os.pipe()
         life_r, life_w = os.pipe()
+        done_r, done_w = os.pipe()
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
-    fds += [info_w, life_r]
+    fds += [info_w, life_r, done_w]
     program = seccomp.bpf_program()
     uid = UIDS.take() if privileged() else None
     # As root the launcher caps each tmpfs's file count (a remount) before it drops to the run's
@@ -295,6 +299,8 @@ def plan(
             "gid": uid,
             "reaper": True,
             "lifeline": life_r,
+            "done_fd": done_w,
+            "hold_s": HOLD_S,
             "remount": remount,
             "seccomp": program.hex() if program is not None else None,
         }
@@ -323,7 +329,7 @@ def plan(
         *launch_as.argv(sys.executable, command),
     ]
     watched = [] if remount or workspace_files is None else [str(path) for path, _ in m.tmpfs_mounts]
-    return Plan(argv=argv, fds=fds, watched=watched, info_fd=info_r, lifeline=life_w, uid=uid)
+    return Plan(argv=argv, fds=fds, watched=watched, info_fd=info_r, lifeline=life_w, done_fd=done_r, uid=uid)
 
 
 def read_child_pid(info_fd: int, timeout_s: float = 10.0) -> int | None:
@@ -356,3 +362,17 @@ def files_in_use(child_pid: int, mounts: list[str]) -> int | None:
             return None
         total += st.f_files - st.f_ffree
     return total
+
+
+def fetch_outputs(child_pid: int, workspace: Path, names: list[str], dest: Path) -> list[str]:
+    """Copy a finished run's declared outputs out of its sandbox (through its PID 1's root) into
+    `dest`: each reached without following a link, a regular file, at most MAX_OUTPUT_BYTES.
+    Returns the names copied; an output the run did not make is not an error here."""
+    copied = []
+    under = workspace.resolve().parts[1:]
+    for name in names:
+        data = read_confined(Path(f"/proc/{child_pid}/root"), name, MAX_OUTPUT_BYTES, under=under, follow_root=True)
+        if data is not None:
+            write_confined(dest, name, data)
+            copied.append(name)
+    return copied

@@ -25,11 +25,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from harness.confine import write_confined
 from harness.errors import ConfigError
 from harness.execution import seccomp
-from harness.execution.base import MAX_LOG_BYTES, ExecResult, Executor, LineCallback, LogSink, RunSpec
+from harness.execution.base import MAX_LOG_BYTES, MAX_OUTPUT_BYTES, ExecResult, Executor, LineCallback, LogSink, RunSpec
 from harness.execution.docker_clock import CpuProbe, engine_errors, engine_wall_s
 from harness.execution.environment import THREAD_VARS, candidate_env
+from harness.execution.gpus import GpuSpec
+from harness.execution.limits import HELD_NAME, Launch
 from harness.execution.registry import register
 
 #: Where the run sees its workspace and its data, and where the node's files are mounted from.
@@ -45,6 +48,8 @@ POLL_S = 0.25
 ORPHAN_GRACE_S = 60.0
 #: How long to wait for the log stream to drain after the container has stopped.
 DRAIN_S = 10.0
+#: How long a finished run's container is held for its outputs to be copied out.
+HOLD_S = 600
 
 
 @register
@@ -165,21 +170,24 @@ class DockerExecutor(Executor):
         return config
 
     def container_command(self, spec: RunSpec) -> list[str]:
-        """`spec.command` behind a small shell prologue.
+        """`spec.command` behind the harness's launcher (`limits.py`), the container's PID 1.
 
-        stderr joins stdout in one pipe, as with the local executor, so the log keeps the
-        order in which lines were written (the engine copies two pipes separately). And the
-        run carries its own deadline (`timeout`, where the image has it), a little after the
-        harness's: if the harness dies without a chance to clean up (SIGKILL, a lost node),
-        the orphaned run still stops, and `prune` finds it stopped, not holding GPUs. First
-        the node's files are copied into the workspace tmpfs.
+        It copies the node's files into the workspace tmpfs, joins stderr to stdout (one pipe
+        keeps the order lines were written in), and reaps. It carries the run's own deadline, a
+        little after the harness's: if the harness dies without a chance to clean up (SIGKILL,
+        a lost node), the orphaned run still stops, and `prune` finds it stopped, not holding
+        GPUs. A run with declared outputs is held once its command has ended: everything else
+        killed, the output closed, the workspace kept until the harness has copied them out.
         """
-        backstop = math.ceil(spec.time_limit_s + self.orphan_grace_s)
-        script = (
-            f"cp -R {SOURCE}/. {WORKSPACE}/ || exit 125; "
-            f'command -v timeout >/dev/null 2>&1 && exec timeout -s KILL {backstop} "$@" 2>&1; exec "$@" 2>&1'
+        launch = Launch(
+            reaper=True,
+            seed=(SOURCE, WORKSPACE),
+            merge_stderr=True,
+            backstop_s=math.ceil(spec.time_limit_s + self.orphan_grace_s),
+            hold_s=HOLD_S if spec.outputs else None,
+            close_output=bool(spec.outputs),
         )
-        return ["/bin/sh", "-c", script, "sh", *spec.command]
+        return launch.argv("python", spec.command)
 
     def container_env(self, spec: RunSpec) -> dict[str, str]:
         """The documented variables only, with host paths rewritten to where the container sees them."""
@@ -266,8 +274,16 @@ class DockerExecutor(Executor):
                 pump.start()
                 cpu = CpuProbe(container)
                 try:
+                    held = self._wait_output(container, pump, sink, deadline, cpu) if spec.outputs else False
+                    if held:
+                        # The command has ended and nothing else runs (to within a poll): the
+                        # held workspace gives up its outputs.
+                        wall = time.monotonic() - start
+                        _fetch_outputs(container, spec, self.user)
+                        _kill(container, "SIGTERM")
                     exit_code = self._wait(container, pump, sink, deadline, cpu)
-                    wall = time.monotonic() - start
+                    if not held:
+                        wall = time.monotonic() - start
                     if exit_code is None:
                         _kill(container)
                     pump.join(timeout=DRAIN_S)
@@ -288,7 +304,7 @@ class DockerExecutor(Executor):
             timed_out=timed_out,
             oom=bool(state.get("OOMKilled")) and not timed_out,
             error=error,
-            wall_s=engine_wall_s(state) or wall,
+            wall_s=wall if spec.outputs else engine_wall_s(state) or wall,
             cpu_s=cpu.last_s,
             warnings=sink.warnings,
         )
@@ -326,6 +342,24 @@ class DockerExecutor(Executor):
                 continue
             return int(status.get("StatusCode", -1))
 
+    def _wait_output(
+        self, container: Any, pump: threading.Thread, sink: LogSink, deadline: float, cpu: CpuProbe
+    ) -> bool:
+        """Whether the container is held with its command done: the engine sees the launcher
+        alone in it, under the name it takes only then (no other process can set its name)."""
+        while time.monotonic() < deadline:
+            if sink.flooded.is_set():
+                return False
+            cpu.sample()
+            try:
+                procs = container.top(ps_args="-o pid,comm").get("Processes") or []
+            except engine_errors():
+                return False  # stopped: the normal wait takes it from here
+            if len(procs) == 1 and procs[0][-1] == HELD_NAME:
+                return True
+            pump.join(timeout=POLL_S)
+        return False
+
     def _result(self, spec: RunSpec, *, exit_code: int | None, **fields: Any) -> ExecResult:
         return ExecResult(
             exit_code=exit_code, log_path=spec.log_path, executor=self.name, sandboxed=self.sandboxed, **fields
@@ -359,20 +393,8 @@ def prune_containers(client: Any, label: str | None = None) -> int:
 
 def device_requests(gpus: str | None) -> list[dict[str, Any]]:
     """`--gpus` as device requests: `all`, a count (`2`), or ids (`device=0,1`, `0,1`)."""
-    if gpus is None or gpus.strip() in ("", "none"):
-        return []
-    value = gpus.strip()
-    request: dict[str, Any] = {"driver": "nvidia", "capabilities": [["gpu"]]}
-    if value == "all":
-        request["count"] = -1
-    elif value.isdigit():
-        request["count"] = int(value)
-    else:
-        ids = value.removeprefix("device=").strip("\"'")
-        if not re.fullmatch(r"[\w-]+(,[\w-]+)*", ids):
-            raise ConfigError(f"cannot read --gpus {gpus!r}; use all, a count, or device ids like 0,1")
-        request["device_ids"] = ids.split(",")
-    return [request]
+    spec = GpuSpec.parse(gpus)
+    return spec.device_requests() if spec is not None else []
 
 
 def make_writable_for(workspace: Path, user: str) -> None:
@@ -422,6 +444,38 @@ def _pump(frames: Iterable[bytes], sink: LogSink) -> None:
     sink.finish()
 
 
+#: Run inside the held container (the engine's archive API does not see tmpfs mounts): one
+#: output to stdout, reached without following a link, a regular file within the size cap.
+_READ_OUTPUT = r"""
+import os, stat, sys
+parts = sys.argv[1].split("/")
+fd = os.open(sys.argv[3], os.O_RDONLY | os.O_DIRECTORY)
+for part in parts[:-1]:
+    nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+    os.close(fd)
+    fd = nxt
+f = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+info = os.fstat(f)
+if not stat.S_ISREG(info.st_mode) or info.st_size > int(sys.argv[2]):
+    sys.exit(3)
+while chunk := os.read(f, 1 << 20):
+    sys.stdout.buffer.write(chunk)
+"""
+
+
+def _fetch_outputs(container: Any, spec: RunSpec, user: str) -> None:
+    """Copy the declared outputs out of the held container into `spec.workspace`: regular files
+    only (a link is not followed), each at most MAX_OUTPUT_BYTES. Nothing of the run's is
+    running by then: the launcher killed it all before it took its held name."""
+    for name in spec.outputs:
+        with contextlib.suppress(*engine_errors(), OSError):
+            cmd = ["python", "-I", "-S", "-c", _READ_OUTPUT, name, str(MAX_OUTPUT_BYTES), WORKSPACE]
+            done = container.exec_run(cmd, user=user, demux=True)
+            data = (done.output or (None, None))[0] or b""
+            if done.exit_code == 0 and len(data) <= MAX_OUTPUT_BYTES:
+                write_confined(spec.workspace, name, data)
+
+
 def _attach(container: Any) -> Any:
     """The container's output as a socket of multiplexed frames, with no read timeout.
 
@@ -436,10 +490,10 @@ def _attach(container: Any) -> Any:
     return sock
 
 
-def _kill(container: Any) -> None:
+def _kill(container: Any, signal: str = "SIGKILL") -> None:
     """Kill if still running; a failure here must not hide how the run ended."""
     with contextlib.suppress(*engine_errors()):
-        container.kill()
+        container.kill(signal=signal)
 
 
 def _container_name(label: str) -> str:

@@ -43,7 +43,7 @@ BUILD_TIMEOUT_S = 3600
 #: own versions, so that a run in the image and a local run use the same code. Without
 #: `--wheelhouse`, the build makes one from the package index this machine's pip reaches, so
 #: it needs no network of its own (engines on clusters often have none for builds).
-WHEELHOUSE_PACKAGES = {"cpu": ("torch", "numpy")}
+WHEELHOUSE_PACKAGES = {"cpu": ("torch", "numpy", "onnx", "onnxscript")}
 #: The Python of the images' Debian base, which the wheels must be built for.
 IMAGE_PYTHON = "3.11"
 

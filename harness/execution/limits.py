@@ -67,9 +67,27 @@ class Launch:
     remount: tuple[tuple[str, str], ...] = ()
     #: A classic-BPF seccomp filter (hex), loaded after the remount and the switch of user.
     seccomp: str | None = None
+    #: With `reaper`, once the command has exited: kill everything else, report (write the exit
+    #: status to `done_fd`; close the output, whose end is then the report), and hold the sandbox
+    #: (its tmpfs workspace) this long for the harness to copy the declared outputs out; the
+    #: harness ends the hold by closing the lifeline or with SIGTERM.
+    hold_s: float | None = None
+    done_fd: int | None = None
+    close_output: bool = False
+    #: Copy the regular files under the first directory into the second (the workspace) before
+    #: the command starts, as the run's user.
+    seed: tuple[str, str] | None = None
+    #: The command's stderr joins its stdout (one pipe keeps the order lines were written in).
+    merge_stderr: bool = False
+    #: Kill the command this long after it started: a backstop should the harness be gone.
+    backstop_s: int | None = None
 
     def argv(self, python: str, command: list[str]) -> list[str]:
         return [python, "-I", "-S", "-c", _LAUNCHER, json.dumps(asdict(self)), *command]
+
+
+#: The name (comm) the launcher takes once it holds a finished run's sandbox, alone in it.
+HELD_NAME = "speedrun-held"
 
 
 def cpu_list(cpuset: str) -> list[int]:
@@ -85,7 +103,8 @@ def cpu_list(cpuset: str) -> list[int]:
 
 # Kept to the standard library and to this one string: it runs with `-I -S`.
 _LAUNCHER = r"""
-import ctypes, json, os, resource, sys
+import ctypes, json, os, resource, shutil, signal, sys
+HELD = b"speedrun-held"
 cfg = json.loads(sys.argv[1])
 command = sys.argv[2:]
 libc = ctypes.CDLL(None, use_errno=True)
@@ -123,12 +142,25 @@ if cfg["seccomp"]:
     if libc.prctl(22, 2, ctypes.byref(prog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
         fail("cannot load the seccomp filter")
 if cfg["reaper"]:
-    import signal, threading
-    # No ptrace of PID 1 (and no stopping it) by the run, though it is the same user.
+    # No ptrace of PID 1 (and no reading its memory or descriptors) by the run, though it is
+    # the same user.
     libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
 # After the switch: RLIMIT_NPROC counts the processes of the user the run now is.
 limit(resource.RLIMIT_NPROC, cfg["pids"])
+private = [fd for fd in (cfg["lifeline"], cfg["done_fd"]) if fd is not None]
 def run():
+    for fd in private:
+        os.close(fd)
+    if cfg["seed"]:
+        src, dest = cfg["seed"]
+        for dirpath, _dirs, files in os.walk(src):
+            rel = os.path.relpath(dirpath, src)
+            os.makedirs(os.path.join(dest, rel), exist_ok=True)
+            for name in files:
+                shutil.copyfile(os.path.join(dirpath, name), os.path.join(dest, rel, name), follow_symlinks=False)
+        os.chdir(dest)
+    if cfg["merge_stderr"]:
+        os.dup2(1, 2)
     try:
         os.execvp(command[0], command)
     except OSError as exc:
@@ -136,27 +168,76 @@ def run():
         os._exit(127)
 if not cfg["reaper"]:
     run()
+import threading
+final = []  # the command's exit status, once it has one
+def end(code=None):
+    os._exit(final[0] if final else (code if code is not None else 137))
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(sig, lambda s, _f: end(128 + s))
 child = os.fork()
 if child == 0:
-    os.close(cfg["lifeline"])
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
     run()
-def watch():
-    # The harness holds the other end: when it closes (the run is over, or the harness died),
-    # PID 1 exits and the kernel kills everything left in the sandbox. A parent-death signal
-    # cannot do this: bwrap, dropping its rights, may not signal a user of the run's own.
-    try:
-        os.read(cfg["lifeline"], 1)
-    finally:
-        os._exit(137)
-threading.Thread(target=watch, daemon=True).start()
+if cfg["backstop_s"]:
+    def backstop(_s, _f):
+        try:
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(137)
+    signal.signal(signal.SIGALRM, backstop)
+    signal.alarm(cfg["backstop_s"])
+if cfg["lifeline"] is not None:
+    def watch():
+        # The harness holds the other end: when it closes (the run is over, or the harness
+        # died), PID 1 exits and the kernel kills everything left in the sandbox. A parent-death
+        # signal cannot do this: bwrap, dropping its rights, may not signal a user of its own.
+        try:
+            os.read(cfg["lifeline"], 1)
+        finally:
+            end()
+    threading.Thread(target=watch, daemon=True).start()
 while True:
     try:
         pid, status = os.wait()
     except ChildProcessError:
-        os._exit(1)
+        end(1)
     except InterruptedError:
         continue
     if pid == child:
         code = os.waitstatus_to_exitcode(status)
-        os._exit(code if code >= 0 else 128 - code)
+        break
+code = code if code >= 0 else 128 - code
+if cfg["hold_s"] is None:
+    os._exit(code)
+signal.alarm(0)
+# Nothing of the run may outlive it: every process of the sandbox but this one is killed and
+# reaped; only then is the end reported and the workspace handed over.
+try:
+    os.kill(-1, signal.SIGKILL)
+except ProcessLookupError:
+    pass  # none left
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+    except InterruptedError:
+        continue
+final.append(code)
+if cfg["done_fd"] is not None:
+    os.write(cfg["done_fd"], f"{code}\n".encode())
+    os.close(cfg["done_fd"])
+if cfg["close_output"]:
+    for fd in (0, 1, 2):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+# Seen from outside (`ps -o comm`): only this process may set its own name, not the run.
+libc.prctl(15, HELD, 0, 0, 0)  # PR_SET_NAME
+signal.signal(signal.SIGALRM, lambda _s, _f: end())
+signal.alarm(max(1, int(cfg["hold_s"])))
+while True:
+    signal.pause()
 """

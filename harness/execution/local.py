@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from harness.errors import ConfigError
 from harness.execution import bwrap
 from harness.execution.base import MAX_LOG_BYTES, ExecResult, Executor, LineCallback, LogSink, RunSpec
 from harness.execution.environment import candidate_env
+from harness.execution.gpus import GpuSpec
 from harness.execution.limits import Launch, cpu_list, parse_count, parse_size
 from harness.execution.registry import register
 
@@ -107,7 +110,7 @@ class LocalExecutor(Executor):
         )
 
     def launch(self, spec: RunSpec) -> Launch:
-        gpu_run = spec.gpus is not None and spec.gpus.strip() not in ("", "none")
+        gpu_run = GpuSpec.parse(spec.gpus) is not None
         return Launch(
             memory=None if gpu_run else self.memory,
             # Unsandboxed, the run is the harness's own user, whose other processes count too.
@@ -136,6 +139,9 @@ class LocalExecutor(Executor):
     def run(self, spec: RunSpec, on_line: LineCallback | None = None) -> ExecResult:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = candidate_env(spec.env)
+        gpus = GpuSpec.parse(spec.gpus)
+        if gpus is not None and (devices := gpus.visible_devices()):
+            env["CUDA_VISIBLE_DEVICES"] = devices  # a run slot's share of the GPUs
         program = spec.command[0]
         if "/" in program and not os.path.isabs(program):
             program = str(spec.workspace / program)
@@ -153,7 +159,6 @@ class LocalExecutor(Executor):
                 workspace_files=self.workspace_files,
                 tmpfs_size=self.tmpfs_size,
                 ro_paths=self.ro_paths,
-                gpus=spec.gpus is not None and spec.gpus.strip() not in ("", "none"),
             )
             argv, cwd, fds = plan.argv, None, plan.fds
         else:
@@ -200,43 +205,66 @@ class LocalExecutor(Executor):
             pump = threading.Thread(target=sink.pump_fd, args=(proc.stdout.fileno(),), daemon=True)
             pump.start()
             waiter = _Waiter(proc, start)
-            error: str | None = None
+            outcome = _Outcome()
             try:
-                timed_out, error = self._wait(spec, waiter, plan)
-                if timed_out or error:
+                if plan is None:
+                    outcome.timed_out = not waiter.done.wait(timeout=spec.time_limit_s)
+                else:
+                    self._wait_sandbox(spec, waiter, plan, start, outcome)
+                if outcome.timed_out or outcome.error:
                     _kill_group(proc)
                     waiter.done.wait()
             except BaseException:
                 _kill_group(proc)  # Ctrl-C or a crash of the harness must not leave the run behind
                 raise
             finally:
+                if plan is not None:
+                    plan.release()  # ends a sandbox held for its outputs
+                    waiter.done.wait(timeout=DRAIN_S)
                 _kill_group(proc)  # stragglers that detached from the main process
                 pump.join(timeout=DRAIN_S)
                 proc.stdout.close()
         return self._result(
             spec,
-            exit_code=None if timed_out else proc.returncode,
-            timed_out=timed_out,
-            error=sink.flood_error or error,
-            wall_s=waiter.wall_s,
+            exit_code=None if outcome.timed_out else proc.returncode,
+            timed_out=outcome.timed_out,
+            error=sink.flood_error or outcome.error,
+            wall_s=outcome.wall_s if outcome.wall_s is not None else waiter.wall_s,
             cpu_s=waiter.cpu_s,
             warnings=sink.warnings,
         )
 
-    def _wait(self, spec: RunSpec, waiter: _Waiter, plan: bwrap.Plan | None) -> tuple[bool, str | None]:
-        """(timed out, error) once the run ends, its time is up or it makes too many files."""
-        deadline = time.monotonic() + spec.time_limit_s
-        if plan is None or self.workspace_files is None or not plan.watched:
-            return not waiter.done.wait(timeout=spec.time_limit_s), None
-        child = bwrap.read_child_pid(plan.info_fd, timeout_s=min(10.0, spec.time_limit_s)) if plan.info_fd else None
-        while not waiter.done.wait(timeout=min(WATCH_S, max(0.0, deadline - time.monotonic()))):
-            if time.monotonic() >= deadline:
-                return True, None
-            if child is not None:
+    def _wait_sandbox(self, spec: RunSpec, waiter: _Waiter, plan: bwrap.Plan, start: float, outcome: _Outcome) -> None:
+        """Until the sandbox's PID 1 reports the command's end (everything else in the sandbox
+        dead by then), the time is up, or the run makes too many files; then the outputs are
+        copied out of the held sandbox. The report's arrival is the end of the run's wall time."""
+        deadline = start + spec.time_limit_s
+        assert plan.info_fd is not None and plan.done_fd is not None
+        child = bwrap.read_child_pid(plan.info_fd, timeout_s=min(10.0, spec.time_limit_s))
+        watch = child is not None and bool(plan.watched) and self.workspace_files is not None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                outcome.timed_out = True
+                return
+            ready, _, _ = select.select([plan.done_fd], [], [], min(WATCH_S, remaining))
+            if ready:
+                report = os.read(plan.done_fd, 64)
+                if report.strip():
+                    outcome.wall_s = time.monotonic() - start
+                    break
+                waiter.done.wait(timeout=DRAIN_S)  # PID 1 died without a report (its setup failed)
+                return
+            if waiter.done.is_set():
+                return
+            if watch:
+                assert child is not None and self.workspace_files is not None
                 used = bwrap.files_in_use(child, plan.watched)
                 if used is not None and used > self.workspace_files:
-                    return False, f"the run made more than {self.workspace_files} files; run killed"
-        return False, None
+                    outcome.error = f"the run made more than {self.workspace_files} files; run killed"
+                    return
+        if spec.outputs and child is not None:
+            bwrap.fetch_outputs(child, spec.workspace, spec.outputs, spec.workspace)
 
     def _result(self, spec: RunSpec, *, exit_code: int | None, **fields: object) -> ExecResult:
         return ExecResult.model_validate(
@@ -248,6 +276,14 @@ class LocalExecutor(Executor):
                 **fields,
             }
         )
+
+
+@dataclass
+class _Outcome:
+    timed_out: bool = False
+    error: str | None = None
+    #: The harness's clock at the sandbox's report (None: the waiter's, at the process's exit).
+    wall_s: float | None = None
 
 
 class _Waiter:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import paths
 from harness.errors import ManifestError
+from harness.manifests.integrity import verify_fetched
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -66,8 +67,6 @@ class Record(_Manifest):
         return self.script_path.is_file()
 
     def code(self) -> str:
-        from harness.manifests.fetch import verify_fetched
-
         verify_fetched(self.script_path)  # no-op for shipped code; fetched code must match its checksum
         if not self.available:
             raise ManifestError(
@@ -124,6 +123,12 @@ class Track(_Manifest):
     min_speedup: float = Field(0.0, ge=0.0, lt=1.0)
     rules: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    #: CPU tracks: threads per run (OMP_NUM_THREADS) unless the user's environment says otherwise.
+    #: One thread per run is what a 2-core machine can time: two runs at once never share a core.
+    threads: int | None = Field(None, ge=1)
+    #: Tracks whose records save their trained model (SPEEDRUN_MODEL_OUT): the file's name in the
+    #: workspace. The harness then evaluates that model itself, and its loss decides the target.
+    model_file: str | None = None
     image: str | None = None
     #: Default options per executor (`[executors.docker]`: gpus, memory, shm_size, ...); flags override them.
     executors: dict[str, dict[str, str | int | float | bool]] = Field(default_factory=dict)
@@ -165,8 +170,6 @@ class Track(_Manifest):
             extra_rules = data.get("rules", [])
             data["rules"] = [*self.rules, *(extra_rules if isinstance(extra_rules, list) else [extra_rules])]
             if self.source == "fetched":
-                from harness.manifests.fetch import verify_fetched
-
                 verify_fetched(hint_root / tid / "hints")
             data["hints"] = _read_hints(hint_root / tid / "hints")
             out.append(_validate(Task, data, path, id=tid, track=self.name, root=path.parent))

@@ -50,7 +50,7 @@ class Node(BaseModel):
 
     @property
     def time_ms(self) -> float | None:
-        return self.result.train_time_ms if self.result and self.valid else None
+        return self.result.time_ms if self.result and self.valid else None
 
 
 class JournalEvent(BaseModel):
@@ -73,6 +73,8 @@ class Journal:
         self.nodes: dict[int, Node] = {}
         #: node id -> (action, parent) for every node ever started
         self.started: dict[int, tuple[ActionKind, int | None]] = {}
+        #: node id -> the scaffold's note for it (kept for a resumed node's prompt)
+        self.notes: dict[int, str] = {}
         if self.path.is_file():
             self._replay()
 
@@ -88,7 +90,7 @@ class Journal:
             if ev.event == "node" and ev.node is not None:
                 self.nodes[ev.node.id] = ev.node
             elif ev.event == "started" and ev.node_id is not None and ev.action is not None:
-                self.started[ev.node_id] = (ev.action, ev.parent)
+                self._started(ev)
         if text and not text.endswith("\n"):
             with open(self.path, "a") as f:
                 f.write("\n")
@@ -102,7 +104,13 @@ class Journal:
             if event.event == "node" and event.node is not None:
                 self.nodes[event.node.id] = event.node
             elif event.event == "started" and event.node_id is not None and event.action is not None:
-                self.started[event.node_id] = (event.action, event.parent)
+                self._started(event)
+
+    def _started(self, event: JournalEvent) -> None:
+        assert event.node_id is not None and event.action is not None
+        self.started[event.node_id] = (event.action, event.parent)
+        if event.detail:
+            self.notes[event.node_id] = event.detail
 
     def finish(self, node: Node) -> None:
         self.append(JournalEvent(event="node", node_id=node.id, node=node))

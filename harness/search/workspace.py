@@ -1,14 +1,11 @@
-"""A node's code, and the workspace it runs in.
+"""Files of a node on disk: laid out for a run, and read back with care.
 
-A node's code is what the model wrote: the engine saves it in `nodes/<n>/code/` when the node
-is coded, and that copy is the only source for the node's children, its diff, its rule checks
-and its confirmation. The workspace is scratch, made from that copy for the run; whatever the
-run does to it (edit its own script, replace it by a link to a key file, delete it, fill it
-with files) changes nothing the harness reads.
-
-Reading is still careful, because older runs (before code/ existed) are read from their
-workspace, and because the harness may run with more rights than the candidate: only small
-regular text files, never through a symbolic link, at most `MAX_FILES` of them.
+A node's code is saved when the model writes it (`search/node.py`: `nodes/<n>/code/`) and the
+run happens in a scratch copy, so the harness reads no workspace a run could have changed,
+except an older run's (before `code/` existed). Reading is careful anyway, because the harness
+may run with more rights than the candidate: only small regular text files, never through a
+symbolic link, at most `MAX_FILES` of them; and writing never leaves its root, never through a
+link (`harness/confine.py`).
 """
 
 from __future__ import annotations
@@ -23,9 +20,6 @@ MAX_SOURCE_BYTES = 1 << 20  # a source file larger than this is output, not code
 #: At most this many files are read back from a directory, and this many bytes in all.
 MAX_FILES = 200
 MAX_TOTAL_BYTES = 8 << 20
-#: Where a node's code is saved, in its node directory.
-CODE_DIR = "code"
-WORKSPACE_DIR = "workspace"
 
 
 def source_files(
@@ -71,30 +65,4 @@ def write_files(root: Path, files: dict[str, str]) -> None:
         write_confined(root, name, text.encode("utf-8"))
 
 
-def save_code(node_dir: Path, files: dict[str, str]) -> None:
-    """Keep a node's code as the model wrote it: `node_dir/code/`, out of any run's reach."""
-    tmp = node_dir / (CODE_DIR + ".tmp")
-    write_files(tmp, files)
-    final = node_dir / CODE_DIR
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-
-
-def node_code(node_dir: Path) -> dict[str, str]:
-    """A node's code: its saved copy; for a node of an older run that has none, its workspace."""
-    saved = node_dir / CODE_DIR
-    if saved.is_dir() and not saved.is_symlink():
-        return source_files(saved, suffixes=None)
-    return source_files(node_dir / WORKSPACE_DIR)
-
-
-__all__ = [
-    "CODE_DIR",
-    "MAX_FILES",
-    "PathRefused",
-    "node_code",
-    "save_code",
-    "source_files",
-    "write_files",
-]
+__all__ = ["MAX_FILES", "PathRefused", "source_files", "write_files"]

@@ -12,6 +12,7 @@ The script reads its data and its goal from the environment (the harness sets th
   NANOGPT_VAL_TOKENS         how many validation tokens to evaluate on (from the start)
   SPEEDRUN_SEED              seed for the weights and the data order (default 0)
   SPEEDRUN_TARGET_VAL_LOSS   stop at the first validation whose loss is <= this
+  SPEEDRUN_MODEL_OUT         if set, save the final model there (ONNX, see the end)
 """
 
 import glob
@@ -120,13 +121,15 @@ class GPT(nn.Module):
                 std = 0.02 / math.sqrt(2 * n_layer) if name.endswith("c_proj.weight") else 0.02
                 torch.nn.init.normal_(p, mean=0.0, std=std)
 
-    def forward(self, idx, targets):
+    def forward(self, idx, targets=None):
         T = idx.size(1)
         pos = torch.arange(T, device=idx.device)
         x = self.wte(idx) + self.wpe(pos)
         for block in self.blocks:
             x = block(x)
         logits = self.lm_head(self.ln_f(x))
+        if targets is None:  # inference, and the exported model: logits only
+            return logits
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
 
@@ -232,3 +235,23 @@ for step in range(N + 1):
             f"step_avg:{elapsed / (step + 1):.2f}ms",
             flush=True,
         )
+
+
+# -----------------------------------------------------------------------------
+# The final model, for the harness to score itself: an ONNX graph from token ids (batch, block_size)
+# to logits (batch, block_size, vocab_size), weights inside, that onnxruntime runs without this file
+
+if model_out := os.environ.get("SPEEDRUN_MODEL_OUT"):
+    model.eval()
+    torch.onnx.export(
+        model,
+        (torch.zeros(2, args.block_size, dtype=torch.long),),
+        model_out,
+        input_names=["tokens"],
+        output_names=["logits"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        external_data=False,
+        dynamo=True,
+        optimize=False,
+        verbose=False,
+    )

@@ -1,0 +1,96 @@
+"""The best node re-run side by side with record i (A B A B ...), kept in confirm.json so a
+resumed evaluation continues the pairs instead of starting them again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.audit import audit
+from harness.errors import ConfigError
+from harness.eval.log import Confirmation
+from harness.eval.measure import MeasureSpec, measure_steady
+from harness.eval.model_check import ModelCheck, check_saved_model
+from harness.events import Event, EventSink
+from harness.execution.base import Executor
+from harness.fsutil import write_text_atomic
+from harness.outcome import ClockCheck
+
+CONFIRM_JSON = "confirm.json"
+
+
+def _holdout(workspace: Path, check: ModelCheck) -> float | None:
+    result = check_saved_model(workspace, check, holdout=True)
+    return result.loss if result.ok else None
+
+
+def confirm(
+    run_dir: Path,
+    node_id: int,
+    candidate: dict[str, str],
+    record: dict[str, str],
+    record_id: str,
+    main_file: str,
+    *,
+    runs: int,
+    executor: Executor,
+    spec: MeasureSpec,
+    emit: EventSink,
+    seeds: list[int] | None = None,
+    enough: Callable[[Confirmation], bool] | None = None,
+) -> Confirmation:
+    """Pairs of (record i, candidate) runs, at most `runs` (and at least one per seed), stopping
+    early once `enough(conf)` says the pairs pin the score down; record i must reach the target.
+    Pair k runs both scripts with seed `seeds[k % len(seeds)]`."""
+    seeds = seeds or [int(spec.env.get("SPEEDRUN_SEED", "0"))]
+    runs = max(runs, len(seeds))
+    findings = audit(candidate.get(main_file, ""), baseline=record.get(main_file))
+    path = run_dir / CONFIRM_JSON
+    conf = Confirmation(node=node_id)
+    if path.is_file():
+        old = Confirmation.model_validate_json(path.read_text())
+        if old.node == node_id:
+            conf = old
+    while len(conf.candidate_ms) < runs and not (len(conf.candidate_ms) >= len(seeds) and enough and enough(conf)):
+        k = len(conf.candidate_ms)
+        seed = seeds[k % len(seeds)]
+        pair_spec = spec.model_copy(update={"env": {**spec.env, "SPEEDRUN_SEED": str(seed)}})
+        emit(Event("phase", f"confirming node {node_id} against {record_id} (pair {k + 1}/{runs})"))
+        ref_dir = run_dir / "confirm" / f"{k}-reference"
+        r = measure_steady(record, ref_dir, pair_spec, executor, f"record {record_id}", emit=emit)
+        if not r.valid or r.train_time_ms is None:
+            raise ConfigError(
+                f"record {record_id} did not reach the target in a confirmation run: {r.error or r.val_loss}"
+            )
+        # The candidate is held to the record run beside it: same machine, same minute.
+        clock = ClockCheck(reference_untimed_s=r.untimed_s) if r.untimed_s is not None else None
+        c = measure_steady(
+            candidate,
+            run_dir / "confirm" / f"{k}-candidate",
+            pair_spec,
+            executor,
+            f"node {node_id}",
+            findings=findings,
+            clock=clock,
+            emit=emit,
+        )
+        conf.reference_ms.append(r.train_time_ms)
+        conf.candidate_ms.append(c.time_ms if c.valid and c.time_ms else float("inf"))
+        conf.candidate_valid.append(c.valid)
+        conf.seeds.append(seed)
+        measured = c.model_eval.loss if c.model_eval is not None else None
+        conf.candidate_val_loss.append(measured if measured is not None else c.val_loss)
+        conf.candidate_errors.append("" if c.valid else "; ".join([*c.rule_violations, c.error or ""]).strip("; "))
+        if spec.model_check is not None and spec.model_check.holdout_glob:
+            conf.reference_holdout.append(_holdout(ref_dir / "workspace", spec.model_check))
+            conf.candidate_holdout.append(
+                _holdout(run_dir / "confirm" / f"{k}-candidate" / "workspace", spec.model_check)
+            )
+        write_text_atomic(path, conf.model_dump_json(indent=2))
+        emit(
+            Event(
+                "info",
+                f"pair {k + 1}: record {r.train_time_ms / 1000:.1f} s, node {node_id} {(c.time_ms or 0) / 1000:.1f} s",
+            )
+        )
+    return conf

@@ -1,0 +1,72 @@
+"""The real Slurm that the slurm tests submit to (`.ci/slurm.sh` starts a one-node one).
+
+Where no cluster answers, those tests skip and say how to get one; they never fall back to
+submitit's local stand-in, which would pass without Slurm ever seeing a job.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+
+import pytest
+
+SETUP_HINT = "run `bash .ci/slurm.sh` (as root) to install and start a one-node cluster"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    partition: str
+    gpus: int
+    cpus: int
+
+
+def _out(*cmd: str) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Cluster:
+    if shutil.which("sbatch") is None:
+        pytest.skip(f"SLURM TESTS SKIPPED: no sbatch on this machine; {SETUP_HINT}")
+    try:
+        ping = _out("scontrol", "ping")
+        nodes = _out("sinfo", "-h", "-o", "%P|%T|%G|%c")
+        accounting = subprocess.run(["sacct", "-n", "-X", "-S", "now-1minutes"], capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"SLURM TESTS SKIPPED: Slurm does not answer ({exc}); {SETUP_HINT}")
+    if "UP" not in ping:
+        pytest.skip(f"SLURM TESTS SKIPPED: slurmctld is not up ({ping.strip() or 'no answer'}); {SETUP_HINT}")
+    if accounting.returncode != 0:
+        pytest.skip(f"SLURM TESTS SKIPPED: sacct fails (no slurmdbd?); {SETUP_HINT}")
+    for line in nodes.splitlines():
+        partition, state, gres, cpus = line.split("|")
+        if state in ("idle", "mixed", "allocated"):
+            m = re.search(r"gpu:(?:\w+:)?(\d+)", gres)
+            return Cluster(partition=partition.rstrip("*"), gpus=int(m.group(1)) if m else 0, cpus=int(cpus))
+    pytest.skip(f"SLURM TESTS SKIPPED: no node is up ({nodes.strip()}); {SETUP_HINT}")
+
+
+def sacct(job_id: str, fields: str) -> dict[str, str]:
+    """One job's accounting record (the allocation line), by field name."""
+    for _ in range(50):
+        out = _out("sacct", "-n", "-X", "-P", "-j", job_id, "-o", fields)
+        if out.strip():
+            return dict(zip(fields.split(","), out.strip().splitlines()[0].split("|"), strict=True))
+        time.sleep(0.2)
+    raise AssertionError(f"sacct knows no job {job_id}")
+
+
+def wait_running(name_part: str, timeout_s: float = 120) -> str:
+    """The id of the first running job whose name contains `name_part`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for line in _out("squeue", "-h", "-o", "%i|%j|%T").splitlines():
+            job_id, name, state = line.split("|")
+            if name_part in name and state == "RUNNING":
+                return job_id
+        time.sleep(0.3)
+    raise AssertionError(f"no job named like {name_part!r} ran within {timeout_s:.0f}s")

@@ -1,0 +1,62 @@
+"""The optional LLM judge, through the real OpenAI SDK against the fake server: its verdict and
+reasoning are stored beside the run and shown, and no score changes."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli.app import app
+from harness.judge import parse_verdict, read_verdict
+from harness.rundir import run_dirs
+from harness.view import load_run, render_run
+from tests.fake_llm_server import FakeLLMServer, answer
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with FakeLLMServer() as fake:
+        yield fake
+
+
+def test_parse_verdict_takes_the_last_verdict_line() -> None:
+    assert parse_verdict("It doubles the rate.\nVERDICT: yes") == "yes"
+    assert parse_verdict("VERDICT: no\n...on reflection\n**Verdict: Partly**") == "partly"
+    assert parse_verdict("no verdict here") is None
+
+
+def test_judge_stores_its_verdict_and_never_touches_the_score(
+    toy_view_home: Path, tmp_path: Path, server: FakeLLMServer
+) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(toy_view_home, results, symlinks=True)
+    runs = run_dirs(results)
+    before = {d: (d / "run.json").read_bytes() for d in runs}
+    server.script(*[answer("It doubles the decay rate, as the hint says. <b>x</b>\nVERDICT: yes") for _ in runs])
+    args = ["view", str(results), "--judge-model", "openai/gpt-4o-mini", "--judge-arg"]
+    res = runner.invoke(app, [*args, f"base_url={server.openai_base_url}"])
+    assert res.exit_code == 0, res.output
+    assert "judged 2 best node(s)" in res.output
+    assert len(server.requests) == 2
+    prompt = server.requests[0].body["messages"][-1]["content"]
+    assert "Double the decay rate." in prompt and "+RATE = 0.04" in prompt  # the hint and the human change
+    assert {d: (d / "run.json").read_bytes() for d in runs} == before  # FSR and everything else unchanged
+
+    scripted = next(d for d in runs if "gpt-4o-mini" in d.name)
+    verdict = read_verdict(scripted, 3)
+    assert verdict is not None and verdict.implemented == "yes" and verdict.score == 1.0
+    assert "doubles the decay rate" in verdict.reasoning and verdict.usage.input_tokens == 120
+    assert (scripted / "judge" / "transcript.jsonl").is_file()
+    page = render_run(load_run(scripted))  # type: ignore[arg-type]
+    assert "implemented the hinted idea: <b>yes</b>" in page and "&lt;b&gt;x&lt;/b&gt;" in page
+
+    # The same input is not judged (or paid for) twice.
+    res = runner.invoke(app, [*args, f"base_url={server.openai_base_url}"])
+    assert res.exit_code == 0 and len(server.requests) == 2
