@@ -35,6 +35,7 @@ def run_checks(docker_host: str | None = None) -> list[Check]:
     checks = [
         _check_torch(),
         _check_mini_data(),
+        _check_isolation(),
         engine.check,
         _check_gpu_runtime(engine),
         *_check_images(engine),
@@ -66,6 +67,21 @@ def _engine(docker_host: str | None) -> _Engine:
     version, cpus, root = info.get("ServerVersion", "?"), info.get("NCPU", "?"), info.get("DockerRootDir")
     detail = f"Docker {version}, {cpus} CPUs, data in {root}"
     return _Engine(Check(name="docker engine", ok=True, detail=detail), client, info)
+
+
+def _check_isolation() -> Check:
+    """Which isolation `--executor local` gives model-written code here (docker's is its container)."""
+    from harness.execution import bwrap
+    from harness.execution.local import LocalExecutor
+
+    name = "local isolation"
+    if bwrap.unavailable() is None:
+        return Check(name=name, ok=True, detail=LocalExecutor().isolation)
+    fix = (
+        "apt-get install bubblewrap (or use --executor docker); until then `--executor local` refuses "
+        "model-written code unless you accept the risk with --executor-arg sandbox=none"
+    )
+    return Check(name=name, ok=False, detail=f"none: {bwrap.unavailable()}", fix=fix)
 
 
 def _check_gpu_runtime(engine: _Engine) -> Check:

@@ -53,16 +53,22 @@ def test_describe_shows_the_locked_down_container(tmp_path: Path) -> None:
     assert d["image"] == "speedrun-mini:latest"
     assert d["network_mode"] == "none"
     assert d["cap_drop"] == ["ALL"]
-    assert d["security_opt"] == ["no-new-privileges"]
+    assert d["security_opt"][0] == "no-new-privileges"
+    profile = json.loads(d["security_opt"][1].removeprefix("seccomp="))
+    denied = profile["syscalls"][0]["names"]
+    assert {"ptrace", "io_uring_setup", "io_uring_enter", "process_vm_readv", "unshare", "mount"} <= set(denied)
     assert d["read_only"] is True
     assert d["user"] == "1000:1000"
     assert d["working_dir"] == "/workspace"
     assert d["command"][-2:] == ["python", "train.py"]  # behind a shell that joins stderr to stdout
     assert d["volumes"] == {
-        str((tmp_path / "ws").resolve()): {"bind": "/workspace", "mode": "rw"},
+        str((tmp_path / "ws").resolve()): {"bind": "/speedrun/code", "mode": "ro"},
         str((tmp_path / "data" / "mini").resolve()): {"bind": "/data", "mode": "ro"},
     }
     assert d["tmpfs"]["/tmp"].startswith("rw,nosuid,nodev,size=")
+    # The workspace is a tmpfs bounded in size and in files, owned by the container's user.
+    assert "size=1g" in d["tmpfs"]["/workspace"] and "nr_inodes=10000" in d["tmpfs"]["/workspace"]
+    assert "uid=1000,gid=1000" in d["tmpfs"]["/workspace"]
     assert d["mem_limit"] == d["memswap_limit"]
     assert d["pids_limit"] > 0 and d["shm_size"] and d["nano_cpus"] == 1_500_000_000
     assert d["labels"] == {"speedrun": "1", "speedrun.run": "mini-0/n3"}
@@ -232,7 +238,7 @@ def test_only_workspace_and_tmp_are_writable(sandbox: Sandbox) -> None:
         assert out[path].startswith("refused"), (path, out[path])
     assert out["/data/evil"] == "refused: Read-only file system"
     assert out["/tmp/ok"] == out["/workspace/ok"] == "written"
-    assert (spec.workspace / "ok").read_bytes() == b"x"
+    assert not (spec.workspace / "ok").exists(), "the workspace is a tmpfs: nothing reaches the host"
     assert (sandbox.data_dir / "shard.bin").read_bytes() == b"data"
     assert sorted(p.name for p in sandbox.data_dir.iterdir()) == ["shard.bin"]
 
@@ -524,6 +530,8 @@ TRAIN = """
     with torch.no_grad():
         val_loss = torch.nn.functional.cross_entropy(model(val[:-1]), val[1:]).item()
     torch.save(model.state_dict(), "model.pt")
+    import os
+    print("model.pt bytes", os.path.getsize("model.pt"))
     print(f"step:1/1 val_loss:{val_loss:.4f} train_time:{train_ms:.0f}ms step_avg:{train_ms:.2f}ms")
 """
 
@@ -550,7 +558,8 @@ def test_tiny_torch_training_run(sandbox: Sandbox) -> None:
     parsed = parse_log(log)
     assert parsed.finished and parsed.step == parsed.total_steps == 1
     assert parsed.val_loss is not None and 0 < parsed.val_loss < np.log(256) + 1
-    assert (spec.workspace / "model.pt").stat().st_size > 256 * 256 * 4
+    assert int(log.split("model.pt bytes ")[1].split()[0]) > 256 * 256 * 4
+    assert not (spec.workspace / "model.pt").exists()
 
 
 # -- the whole evaluation, in containers --------------------------------------------------------
@@ -600,3 +609,26 @@ def test_the_harness_clocks_the_container(sandbox: Sandbox) -> None:
     assert result.ok
     assert result.cpu_s is not None and result.cpu_s >= 0.5
     assert result.wall_s >= 1.5
+
+
+def test_declared_outputs_come_back_from_the_held_container(sandbox: Sandbox) -> None:
+    """The workspace is a tmpfs: once the command has ended (and everything else in the container
+    is dead), only the declared outputs are copied out, regular files only, not through a link."""
+    script = """
+        import os, subprocess, sys
+        open("model.bin", "wb").write(b"weights")
+        os.symlink("/etc/hostname", "linked.bin")
+        open("undeclared.bin", "wb").write(b"y")
+        # A daemon that would rewrite the output after the command's end: it dies first.
+        subprocess.Popen([sys.executable, "-c", "import time\\ntime.sleep(1)\\nopen('model.bin', 'wb').write(b'evil')"],
+                         start_new_session=True)
+        print("step:1/1 val_loss:1.0 train_time:1ms step_avg:1.00ms", flush=True)
+    """
+    spec = sandbox.spec(script)
+    spec.outputs = ["model.bin", "linked.bin", "never-written.bin"]
+    result = sandbox.executor().run(spec)
+    sandbox.assert_removed(spec.label)
+    assert result.ok, spec.log_path.read_text()
+    assert (spec.workspace / "model.bin").read_bytes() == b"weights"
+    assert not (spec.workspace / "linked.bin").exists() and not (spec.workspace / "undeclared.bin").exists()
+    assert "step:1/1" in spec.log_path.read_text()

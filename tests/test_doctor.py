@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from harness.cli.containers import containers_app, doctor_command
 from harness.doctor import Check, run_checks
+from harness.errors import SpeedrunError
 from harness.execution import images as containers
 
 
@@ -158,3 +159,39 @@ def test_build_of_an_unknown_track_is_a_one_line_error(no_engine: None) -> None:
     assert result.exit_code == 2
     assert "no Dockerfile for track 'nosuch'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_doctor_says_which_isolation_local_runs_get(no_engine: None) -> None:
+    from harness.execution import bwrap
+
+    check = _by_name(run_checks())["local isolation"]
+    if bwrap.unavailable() is None:
+        assert check.ok and check.detail.startswith("bubblewrap")
+        assert "no network" in check.detail
+    else:
+        assert not check.ok and "sandbox=none" in check.fix and "bubblewrap" in check.fix
+
+
+def test_build_makes_its_wheelhouse_from_this_machines_versions(
+    no_engine: None, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --wheelhouse the mini image installs this machine's torch (its CPU build), numpy and onnx,
+    from a wheelhouse in the cache; one that already holds them is reused without pip."""
+    from importlib.metadata import version
+
+    pins = containers.host_pins(containers.WHEELHOUSE_PACKAGES["cpu"])
+    assert pins[:2] == [f"torch=={version('torch').split('+')[0]}+cpu", f"numpy=={version('numpy')}"]
+    # What the CPU Dockerfile installs from the wheelhouse, every one of them.
+    dockerfile = (containers.build_context("mini") / "Dockerfile").read_text()
+    assert all(name in dockerfile for name in containers.WHEELHOUSE_PACKAGES["cpu"])
+    dest = isolated_cache / "wheelhouse" / "cpu"
+    dest.mkdir(parents=True)
+    for pin in pins:
+        (dest / f"{pin.replace('==', '-')}-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    said: list[str] = []
+    monkeypatch.setenv("PATH", "/nonexistent")  # no pip, no docker: nothing may be started
+    assert containers.host_wheelhouse("cpu", progress=said.append) == dest
+    assert said and "holds" in said[0]
+    # With no engine, the build then fails on the engine, not on pip inside the build.
+    with pytest.raises(SpeedrunError, match="Docker engine"):
+        containers.build_image("mini")

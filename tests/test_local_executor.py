@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
+from harness.execution import bwrap
 from harness.execution.base import RunSpec
 from harness.execution.environment import candidate_env
 from harness.execution.local import LocalExecutor
+from tests.attack_support import alive_with_token
 
 
 def _spec(tmp_path: Path, code: str, limit: float = 30, env: dict[str, str] | None = None) -> RunSpec:
@@ -29,7 +32,7 @@ def _spec(tmp_path: Path, code: str, limit: float = 30, env: dict[str, str] | No
 def test_runs_streams_and_logs(tmp_path: Path) -> None:
     lines: list[str] = []
     res = LocalExecutor().run(_spec(tmp_path, "for i in range(3): print('step', i, flush=True)\n"), lines.append)
-    assert res.ok and res.exit_code == 0 and not res.sandboxed
+    assert res.ok and res.exit_code == 0 and res.sandboxed == (bwrap.unavailable() is None)
     assert lines == ["step 0", "step 1", "step 2"]
     assert (tmp_path / "run.log").read_text() == "step 0\nstep 1\nstep 2\n"
 
@@ -39,32 +42,20 @@ def test_exit_status_reported(tmp_path: Path) -> None:
     assert res.exit_code == 3 and not res.ok and "status 3" in res.describe_failure()
 
 
-def test_time_limit_kills_whole_group(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sandbox", ["auto", "none"])
+def test_time_limit_kills_whole_group(tmp_path: Path, sandbox: str) -> None:
+    token = f"speedrun-test-{uuid.uuid4().hex}"
     code = (
         "import subprocess, sys, time\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
-        "open('child.pid', 'w').write(str(child.pid))\n"
+        f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', {token!r}])\n"
         "print('started', flush=True)\n"
         "time.sleep(600)\n"
     )
     t0 = time.monotonic()
-    res = LocalExecutor().run(_spec(tmp_path, code, limit=2))
+    res = LocalExecutor(sandbox=sandbox).run(_spec(tmp_path, code, limit=2))
     assert res.timed_out and time.monotonic() - t0 < 20
-    pid = int((tmp_path / "ws" / "child.pid").read_text())
-    assert not _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    """Running, as opposed to gone or a zombie waiting for a reaper that is not us."""
-    for _ in range(50):
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return False
-        if state in ("Z", "X"):
-            return False
-        time.sleep(0.1)
-    return True
+    assert "started" in (tmp_path / "run.log").read_text()
+    assert not alive_with_token(token)
 
 
 def test_api_keys_never_reach_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,3 +116,33 @@ def test_a_huge_line_without_newline_is_cut_for_the_callback(tmp_path: Path) -> 
     res = LocalExecutor().run(_spec(tmp_path, code), lines.append)
     assert res.ok and lines[-1] == "after"
     assert max(len(line) for line in lines) < 70_000
+
+
+def test_declared_outputs_come_back_and_nothing_else(tmp_path: Path) -> None:
+    """A sandboxed run's workspace vanishes with it: only the declared outputs are copied out,
+    regular files only, not through a link."""
+    code = (
+        "import os\n"
+        "open('model.bin', 'wb').write(b'weights')\n"
+        "os.makedirs('sub', exist_ok=True)\n"
+        "open('sub/extra.bin', 'wb').write(b'x')\n"
+        "os.symlink('/etc/hostname', 'linked.bin')\n"
+        "open('undeclared.bin', 'wb').write(b'y')\n"
+    )
+    spec = _spec(tmp_path, code)
+    spec.outputs = ["model.bin", "sub/extra.bin", "linked.bin", "never-written.bin"]
+    res = LocalExecutor().run(spec)
+    assert res.ok, (tmp_path / "run.log").read_text()
+    ws = tmp_path / "ws"
+    assert (ws / "model.bin").read_bytes() == b"weights"
+    if res.sandboxed:
+        assert (ws / "sub" / "extra.bin").read_bytes() == b"x"
+        assert not (ws / "linked.bin").exists() and not (ws / "undeclared.bin").exists()
+        assert not (ws / "never-written.bin").exists()
+
+
+def test_an_output_name_must_stay_in_the_workspace(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="output"):
+        _spec(tmp_path, "").model_copy(update={}).model_validate(
+            {**_spec(tmp_path, "").model_dump(), "outputs": ["../escape.bin"]}
+        )

@@ -7,7 +7,9 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
+from harness.cli.render import safe_text
 from harness.errors import SpeedrunError
 
 console = Console()
@@ -19,7 +21,8 @@ state = {"debug": False}
 def fail(exc: BaseException) -> NoReturn:
     if state["debug"]:
         raise exc
-    err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+    # Never read as markup: a message may quote a path, a log or a model's answer.
+    err_console.print(Text("error: ", style="bold red") + safe_text(str(exc), limit=2000), highlight=False)
     raise typer.Exit(2)
 
 

@@ -36,7 +36,10 @@ def build_command(
         "--wheelhouse",
         exists=True,
         file_okay=False,
-        help="Directory of wheels (torch, numpy and their dependencies) to install from, without an index.",
+        help=(
+            "Directory of wheels (torch, numpy and their dependencies) to install from, without an index "
+            "(default for mini: made in the cache from the package index this machine's pip reaches)."
+        ),
     ),
     tag: str | None = typer.Option(None, "--tag", help="Image tag (default: the track's image)."),
     docker_host: str | None = DockerHostOpt,

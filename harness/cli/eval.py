@@ -8,8 +8,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from harness.cli._common import console, err_console, fail, parse_kv
+from harness.cli.render import safe_text
 from harness.errors import SpeedrunError
 
 # ---- eval ------------------------------------------------------------------------------------------------
@@ -218,7 +220,7 @@ def eval_cmd(
             err_console.print("[yellow]interrupted; re-run the same command to resume[/yellow]")
             raise typer.Exit(130) from None
         if info.status == "stopped":
-            console.print(f"[yellow]stopped[/yellow]: {info.status_detail}")
+            console.print(Text("stopped", style="yellow") + Text(": ") + safe_text(info.status_detail, limit=2000))
             write_leaderboard(results_dir)
             raise typer.Exit(3)
         if info.score is not None:

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from harness.cli._common import console, fail
+from harness.cli.render import safe_text
 from harness.errors import SpeedrunError
 
 # ---- parse-log ------------------------------------------------------------------------------------
@@ -43,7 +44,7 @@ def parse_log_cmd(
         return
     table = Table(show_header=False, title=str(file))
     for key, value in out.items():
-        table.add_row(key, "-" if value is None else str(value))
+        table.add_row(key, safe_text("-" if value is None else str(value), limit=2000))
     console.print(table)
 
 

@@ -27,6 +27,7 @@ from harness.coder.formats import (
     refusal,
     whole_file_edits,
 )
+from harness.confine import relpath_problem
 
 _SEARCH = re.compile(r"^\s*<{5,9} ?SEARCH\s*$")
 _DIVIDER = re.compile(r"^\s*={5,9}\s*$")
@@ -109,6 +110,7 @@ def apply_blocks(files: dict[str, str], blocks: list[EditBlock]) -> EditOutcome:
     notes: list[str] = []
     for n, block in enumerate(blocks, 1):
         where = f"block {n} ({block.file})"
+        safe_relpath(block.file, where)
         if block.file not in out:
             if block.search.strip():
                 known = ", ".join(sorted(out))
@@ -138,6 +140,14 @@ def apply_blocks(files: dict[str, str], blocks: list[EditBlock]) -> EditOutcome:
         out[block.file] = replaced
         notes.append(f"{where}: matched only when ignoring indentation, trailing spaces and blank lines")
     return EditOutcome(files=out, applied=len(blocks), notes=notes)
+
+
+def safe_relpath(name: str, where: str = "") -> str:
+    """A model-chosen file name, if it is a short normalised path inside the workspace; else an
+    EditError with the reason, which goes back to the model like any edit that does not apply."""
+    if problem := relpath_problem(name):
+        raise EditError(f"{where or repr(name[:80])}: refused: {problem}")
+    return name
 
 
 def _loose_replace(text: str, search: str, replace: str) -> str | None:

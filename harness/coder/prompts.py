@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.confine import read_tail
 from harness.errors import ConfigError
 from harness.logparse import ParsedLog
 from harness.manifests.tracks import HINT_LEVELS, Task
@@ -186,13 +187,8 @@ def bounded(text: str, limit: int) -> str:
 
 def log_tail(path: Path) -> str:
     """The end of a log, bounded in lines and characters (a flooding script must not flood the prompt)."""
-    if not path.is_file():
-        return ""
-    with open(path, "rb") as f:
-        f.seek(0, 2)
-        size = f.tell()
-        f.seek(max(0, size - LOG_TAIL_READ_BYTES))
-        text = f.read().decode("utf-8", errors="replace")
+    # Not followed through a link: an unsandboxed run could swap its log for one to a key file.
+    text = read_tail(path, LOG_TAIL_READ_BYTES).decode("utf-8", errors="replace")
     tail = "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
     return tail[-LOG_TAIL_CHARS:]
 

@@ -20,15 +20,18 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from harness.confine import write_confined
 from harness.eval.config import EvalConfig, run_name
 from harness.eval.evaluate import evaluate
 from harness.eval.log import RunInfo
 from harness.events import Event, EventSink, ignore
 from harness.fsutil import write_text_atomic
 from harness.manifests.tracks import get_task, load_track
-from harness.search.node import CODE_DIR, WORKSPACE_DIR
+from harness.search.node import node_files
 
 CHAIN_JSON = "cumulative.json"
+#: Where a chain keeps the scripts it hands from one step to the next (copies of coded text).
+HANDOVER_DIR = "handover"
 
 
 class ChainStep(BaseModel):
@@ -106,7 +109,7 @@ def run_chain(
             s = info.score
             step.fsr, step.best_node, step.best_time_ms = s.fsr, s.best_node, s.best_time_ms
             step.t_ref_ms, step.t_next_ms = s.reference.t_ref_ms, s.reference.t_next_ms
-        best = _best_file(run_dir, info, cfg)
+        best = _hand_over_best(root, run_dir, info, cfg, len(chain.steps) + 1)
         if best is not None:
             step.hand_over, step.hand_over_from = best, "best node"
         else:
@@ -127,21 +130,24 @@ def run_chain(
     return chain
 
 
-def _best_file(run_dir: Path, info: RunInfo, cfg: EvalConfig) -> Path | None:
-    """The main script of the step's best valid node as the model wrote it (saved by the harness
-    when the node was coded, never a file a run left in its workspace), if it has one."""
+def _hand_over_best(root: Path, run_dir: Path, info: RunInfo, cfg: EvalConfig, step: int) -> Path | None:
+    """The main script of the step's best valid node, as the model wrote it, copied into the chain.
+
+    A copy of the coded text (`node_files`: the node's saved code, read without following
+    links), never a file from a workspace: a run could have replaced its script there by a link
+    to a host file, whose text would then become the next task's prompt.
+    """
     if info.score is None or info.score.best_node is None:
         return None
     task = get_task(cfg.task)
     script = load_track(task.track).record(task.from_record).script
-    ndir = run_dir / "nodes" / str(info.score.best_node)
-    for folder in (CODE_DIR, WORKSPACE_DIR):  # runs from before code/ existed kept it in the workspace
-        path = ndir / folder / script
-        if path.is_symlink() or (ndir / folder).is_symlink():
-            return None
-        if path.is_file():
-            return path
-    return None
+    code = node_files(run_dir, info.score.best_node).get(script)
+    if code is None:
+        return None
+    name = f"{step:02d}-{task.id}-node{info.score.best_node}{Path(script).suffix}"
+    (root / HANDOVER_DIR).mkdir(exist_ok=True)
+    write_confined(root / HANDOVER_DIR, name, code.encode("utf-8"))
+    return root / HANDOVER_DIR / name
 
 
 def _write(root: Path, chain: Chain) -> None:

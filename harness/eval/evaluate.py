@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import harness
 from harness.coder.prompts import hints_for, parse_hint_levels
+from harness.confine import read_bounded
 from harness.data.shards import TrackData
 from harness.data.tracks import ensure_data, run_threads
 from harness.errors import ConfigError
@@ -40,6 +41,7 @@ from harness.search.budget import Budget
 from harness.search.engine import Engine, EngineConfig, spent
 from harness.search.journal import Journal
 from harness.search.node import node_files
+from harness.search.workspace import MAX_SOURCE_BYTES
 
 #: The confirmation stops adding pairs once the FSR interval the pairs support is this narrow
 #: (at `CONFIRM_CONFIDENCE`), or at `--confirm-runs` pairs. A range of four agreeing pairs covers
@@ -87,7 +89,12 @@ class Evaluation:
 
     def start_code(self) -> str:
         """The script the search starts from: record i's, or `start_from`."""
-        return self.cfg.start_from.read_text() if self.cfg.start_from else self.from_record.code()
+        if self.cfg.start_from is None:
+            return self.from_record.code()
+        data = read_bounded(self.cfg.start_from, MAX_SOURCE_BYTES)  # not through a link
+        if data is None:
+            raise ConfigError(f"start file {self.cfg.start_from} is not a regular file of at most 1 MiB")
+        return data.decode("utf-8", errors="replace")
 
     def executor(self) -> Executor:
         return track_executor(
@@ -173,11 +180,13 @@ class Evaluation:
     # ---- the steps -------------------------------------------------------------------------
 
     def run(self) -> RunInfo:
+        executor = self.executor()
+        if not self.model.trusted_code:
+            executor.check_untrusted()  # model-written code needs isolation: refused before anything is made
         self.run_dir.mkdir(parents=True, exist_ok=True)
         info = self._open_run()
         self.emit(Event("phase", f"data for track {self.track.name}"))
         data = ensure_data(self.track, self.cfg.data_dir, progress=lambda m: self.emit(Event("info", m)))
-        executor = self.executor()
         info.sandboxed = executor.sandboxed
         if not executor.sandboxed:
             info.status_detail = "local executor: candidates ran unsandboxed on this machine"

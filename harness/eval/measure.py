@@ -67,6 +67,8 @@ def measure(
             data_dir=spec.data_dir,
             gpus=spec.gpus,
             label=label,
+            # A sandboxed workspace vanishes with the run: the saved model is copied out.
+            outputs=[spec.model_check.model_file] if spec.model_check else [],
         )
     )
     parsed = parse_log_file(run.log_path)

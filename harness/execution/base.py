@@ -16,7 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from harness.confine import relpath_problem
 
 #: A run that writes more than this is killed: a flooding script must not fill the disk.
 MAX_LOG_BYTES = 64 * 1024 * 1024
@@ -27,6 +29,9 @@ MAX_LINE_BYTES = 64 * 1024
 READ_CHUNK = 64 * 1024
 #: Written into the log where the cap cut it; the run's `error` is the authority, not this line.
 FLOOD_MARK = b"\n[speedrun] log limit reached; run killed\n"
+#: Declared outputs of a run: how many, and how large each may be (a saved model).
+MAX_OUTPUTS = 16
+MAX_OUTPUT_BYTES = 256 * 2**20
 
 
 class RunSpec(BaseModel):
@@ -43,6 +48,19 @@ class RunSpec(BaseModel):
     #: Which of the concurrent run slots the run holds (0 .. max_parallel-1), where that is known.
     slot: int | None = None
     label: str = ""
+    #: Files the run is expected to write in its workspace (relative names, such as the saved
+    #: model): a sandboxed run's workspace vanishes with it, so the executor copies these out
+    #: into `workspace` on the harness's side (regular files only, not through a link, at most
+    #: `MAX_OUTPUT_BYTES` each). Nothing else the run writes comes back.
+    outputs: list[str] = Field(default_factory=list, max_length=MAX_OUTPUTS)
+
+    @field_validator("outputs")
+    @classmethod
+    def _confined(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if problem := relpath_problem(name):
+                raise ValueError(f"output {name!r}: {problem}")
+        return names
 
 
 class ExecResult(BaseModel):

@@ -1,12 +1,15 @@
 """Run a candidate in a locked-down container: the executor for code an LLM wrote.
 
 One container per run, created from the track's image through the docker SDK:
-no network, no capabilities, no privilege escalation, a non-root user, a
-read-only root filesystem with only the workspace (rw), `/tmp` (a size-limited
-tmpfs) and the data (ro) mounted, and memory, pids, CPU and shm limits. The log
-is streamed to `spec.log_path` as it is written; the container is killed at the
-wall-clock limit and removed once its log and exit state are saved, whatever
-happens to the harness meanwhile (`prune` removes leftovers of a hard crash).
+no network, no capabilities, no privilege escalation, a seccomp profile that also
+denies ptrace and io_uring (`seccomp.py`), a non-root user, a read-only root
+filesystem with only the workspace and `/tmp` writable, both size- and
+file-count-limited tmpfs, and the data (ro) mounted, and memory, pids, CPU and shm
+limits. The workspace tmpfs is filled from the node's files (mounted read-only
+beside it), so nothing the run writes reaches the host. The log is streamed to
+`spec.log_path` as it is written; the container is killed at the wall-clock limit
+and removed once its log and exit state are saved, whatever happens to the
+harness meanwhile (`prune` removes leftovers of a hard crash).
 """
 
 from __future__ import annotations
@@ -19,19 +22,23 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from harness.confine import write_confined
 from harness.errors import ConfigError
-from harness.execution.base import MAX_LOG_BYTES, ExecResult, Executor, LineCallback, LogSink, RunSpec
+from harness.execution import seccomp
+from harness.execution.base import MAX_LOG_BYTES, MAX_OUTPUT_BYTES, ExecResult, Executor, LineCallback, LogSink, RunSpec
+from harness.execution.docker_clock import CpuProbe, engine_errors, engine_wall_s
 from harness.execution.environment import THREAD_VARS, candidate_env
 from harness.execution.gpus import GpuSpec
+from harness.execution.limits import HELD_NAME, Launch
 from harness.execution.registry import register
 
-#: Where the run sees its workspace and its data.
+#: Where the run sees its workspace and its data, and where the node's files are mounted from.
 WORKSPACE = "/workspace"
 DATA = "/data"
+SOURCE = "/speedrun/code"
 #: Label on every container this executor creates; `prune` removes by it.
 LABEL = "speedrun"
 RUN_LABEL = "speedrun.run"
@@ -41,6 +48,8 @@ POLL_S = 0.25
 ORPHAN_GRACE_S = 60.0
 #: How long to wait for the log stream to drain after the container has stopped.
 DRAIN_S = 10.0
+#: How long a finished run's container is held for its outputs to be copied out.
+HOLD_S = 600
 
 
 @register
@@ -65,6 +74,8 @@ class DockerExecutor(Executor):
         pids_limit: int = 1024,
         shm_size: str = "1g",
         tmpfs_size: str = "1g",
+        workspace_size: str = "1g",
+        workspace_files: int = 10_000,
         gpus: str | None = None,
         user: str = "1000:1000",
         docker_host: str | None = None,
@@ -89,6 +100,11 @@ class DockerExecutor(Executor):
         self.pids_limit = pids_limit
         self.shm_size = shm_size
         self.tmpfs_size = tmpfs_size
+        self.workspace_size = workspace_size
+        try:
+            self.workspace_files = int(workspace_files)
+        except (TypeError, ValueError):
+            raise ConfigError(f"docker workspace_files must be a number of files, got {workspace_files!r}") from None
         self.gpus = gpus
         self.user = user
         self.docker_host = docker_host
@@ -111,7 +127,8 @@ class DockerExecutor(Executor):
     def container_config(self, spec: RunSpec) -> dict[str, Any]:
         """Keyword arguments for `containers.create`: plain data, also what `describe` shows."""
         workspace = spec.workspace.resolve()
-        volumes: dict[str, dict[str, str]] = {str(workspace): {"bind": WORKSPACE, "mode": "rw"}}
+        uid, gid = self.user.split(":")
+        volumes: dict[str, dict[str, str]] = {str(workspace): {"bind": SOURCE, "mode": "ro"}}
         if spec.data_dir is not None:
             volumes[str(spec.data_dir.resolve())] = {"bind": DATA, "mode": "ro"}
         config: dict[str, Any] = {
@@ -122,14 +139,20 @@ class DockerExecutor(Executor):
             "user": self.user,
             "labels": {LABEL: "1", RUN_LABEL: spec.label},
             "volumes": volumes,
-            "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_size},mode=1777"},
+            "tmpfs": {
+                "/tmp": f"rw,nosuid,nodev,size={self.tmpfs_size},nr_inodes={self.workspace_files},mode=1777",
+                WORKSPACE: (
+                    f"rw,nosuid,nodev,exec,size={self.workspace_size},nr_inodes={self.workspace_files},"
+                    f"uid={uid},gid={gid},mode=0755"
+                ),
+            },
             "read_only": True,
             "network_mode": "none",
             # Without a network the container's random hostname resolves to nothing, and
             # `torchrun --standalone` (the nanogpt track) waits forever to rendezvous on it.
             "hostname": "localhost",
             "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
+            "security_opt": ["no-new-privileges", seccomp.docker_security_opt()],
             "mem_limit": self.memory,
             # Equal to the memory limit: no swap, so a hog meets the OOM killer instead of thrashing.
             "memswap_limit": self.memory,
@@ -147,17 +170,24 @@ class DockerExecutor(Executor):
         return config
 
     def container_command(self, spec: RunSpec) -> list[str]:
-        """`spec.command` behind a small shell prologue.
+        """`spec.command` behind the harness's launcher (`limits.py`), the container's PID 1.
 
-        stderr joins stdout in one pipe, as with the local executor, so the log keeps the
-        order in which lines were written (the engine copies two pipes separately). And the
-        run carries its own deadline (`timeout`, where the image has it), a little after the
-        harness's: if the harness dies without a chance to clean up (SIGKILL, a lost node),
-        the orphaned run still stops, and `prune` finds it stopped, not holding GPUs.
+        It copies the node's files into the workspace tmpfs, joins stderr to stdout (one pipe
+        keeps the order lines were written in), and reaps. It carries the run's own deadline, a
+        little after the harness's: if the harness dies without a chance to clean up (SIGKILL,
+        a lost node), the orphaned run still stops, and `prune` finds it stopped, not holding
+        GPUs. A run with declared outputs is held once its command has ended: everything else
+        killed, the output closed, the workspace kept until the harness has copied them out.
         """
-        backstop = math.ceil(spec.time_limit_s + self.orphan_grace_s)
-        script = f'command -v timeout >/dev/null 2>&1 && exec timeout -s KILL {backstop} "$@" 2>&1; exec "$@" 2>&1'
-        return ["/bin/sh", "-c", script, "sh", *spec.command]
+        launch = Launch(
+            reaper=True,
+            seed=(SOURCE, WORKSPACE),
+            merge_stderr=True,
+            backstop_s=math.ceil(spec.time_limit_s + self.orphan_grace_s),
+            hold_s=HOLD_S if spec.outputs else None,
+            close_output=bool(spec.outputs),
+        )
+        return launch.argv("python", spec.command)
 
     def container_env(self, spec: RunSpec) -> dict[str, str]:
         """The documented variables only, with host paths rewritten to where the container sees them."""
@@ -220,7 +250,7 @@ class DockerExecutor(Executor):
             return self._run_container(container, spec, on_line)
         finally:
             # Also on Ctrl-C and on errors: nothing of the run may outlive it.
-            with contextlib.suppress(*_engine_errors()):
+            with contextlib.suppress(*engine_errors()):
                 container.remove(force=True)
 
     def _run_container(self, container: Any, spec: RunSpec, on_line: LineCallback | None) -> ExecResult:
@@ -242,10 +272,18 @@ class DockerExecutor(Executor):
                 frames = (data for _, data in docker.utils.socket.frames_iter(output, tty=False))
                 pump = threading.Thread(target=_pump, args=(frames, sink), daemon=True)
                 pump.start()
-                cpu = _CpuProbe(container)
+                cpu = CpuProbe(container)
                 try:
+                    held = self._wait_output(container, pump, sink, deadline, cpu) if spec.outputs else False
+                    if held:
+                        # The command has ended and nothing else runs (to within a poll): the
+                        # held workspace gives up its outputs.
+                        wall = time.monotonic() - start
+                        _fetch_outputs(container, spec, self.user)
+                        _kill(container, "SIGTERM")
                     exit_code = self._wait(container, pump, sink, deadline, cpu)
-                    wall = time.monotonic() - start
+                    if not held:
+                        wall = time.monotonic() - start
                     if exit_code is None:
                         _kill(container)
                     pump.join(timeout=DRAIN_S)
@@ -266,13 +304,13 @@ class DockerExecutor(Executor):
             timed_out=timed_out,
             oom=bool(state.get("OOMKilled")) and not timed_out,
             error=error,
-            wall_s=_engine_wall_s(state) or wall,
+            wall_s=wall if spec.outputs else engine_wall_s(state) or wall,
             cpu_s=cpu.last_s,
             warnings=sink.warnings,
         )
 
     def _wait(
-        self, container: Any, pump: threading.Thread, sink: LogSink, deadline: float, cpu: _CpuProbe
+        self, container: Any, pump: threading.Thread, sink: LogSink, deadline: float, cpu: CpuProbe
     ) -> int | None:
         """The exit status, or None when the deadline passed first.
 
@@ -303,6 +341,24 @@ class DockerExecutor(Executor):
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
                 continue
             return int(status.get("StatusCode", -1))
+
+    def _wait_output(
+        self, container: Any, pump: threading.Thread, sink: LogSink, deadline: float, cpu: CpuProbe
+    ) -> bool:
+        """Whether the container is held with its command done: the engine sees the launcher
+        alone in it, under the name it takes only then (no other process can set its name)."""
+        while time.monotonic() < deadline:
+            if sink.flooded.is_set():
+                return False
+            cpu.sample()
+            try:
+                procs = container.top(ps_args="-o pid,comm").get("Processes") or []
+            except engine_errors():
+                return False  # stopped: the normal wait takes it from here
+            if len(procs) == 1 and procs[0][-1] == HELD_NAME:
+                return True
+            pump.join(timeout=POLL_S)
+        return False
 
     def _result(self, spec: RunSpec, *, exit_code: int | None, **fields: Any) -> ExecResult:
         return ExecResult(
@@ -388,103 +444,36 @@ def _pump(frames: Iterable[bytes], sink: LogSink) -> None:
     sink.finish()
 
 
-class _CpuProbe:
-    """The CPU time a running container has used, from its cgroup (all its processes together).
-
-    Read from this host's cgroup files when the engine runs here (cheap, so every poll), else
-    from the engine's stats every few seconds. The engine drops a container's cgroup when it
-    stops, so the last reading before the exit is the figure: a lower bound by at most one
-    poll's worth of CPU. None when neither source answers.
-    """
-
-    STATS_EVERY_S = 3.0
-
-    def __init__(self, container: Any) -> None:
-        self.container = container
-        self.last_s: float | None = None
-        self._file: Path | None = None
-        self._kind = ""
-        self._next_stats = 0.0
-        self._located = False
-
-    def sample(self) -> None:
-        if not self._located:
-            self._located = True
-            self._locate()
-        if self._file is not None:
-            value = self._read_file()
-            if value is not None:
-                self.last_s = value
-                return
-        if time.monotonic() >= self._next_stats:
-            self._next_stats = time.monotonic() + self.STATS_EVERY_S
-            self._read_stats()
-
-    def _locate(self) -> None:
-        """The container's cgroup CPU file, through its main process's /proc entry."""
-        with contextlib.suppress(*_engine_errors(), KeyError, ValueError, TypeError, OSError):
-            self.container.reload()
-            pid = int(self.container.attrs["State"]["Pid"])
-            if pid <= 0:
-                return
-            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-            if not any(self.container.id in line for line in lines):
-                return  # another machine's engine: that pid is not the container here
-            for line in lines:
-                _, controllers, path = line.split(":", 2)
-                if "cpuacct" in controllers.split(","):
-                    for mount in ("cpuacct", "cpu,cpuacct", "cpuacct,cpu"):
-                        candidate = Path("/sys/fs/cgroup", mount, path.lstrip("/"), "cpuacct.usage")
-                        if candidate.is_file():
-                            self._file, self._kind = candidate, "ns"
-                            return
-            for line in lines:
-                _, controllers, path = line.split(":", 2)
-                if controllers == "":
-                    for mount in ("", "unified"):
-                        candidate = Path("/sys/fs/cgroup", mount, path.lstrip("/"), "cpu.stat")
-                        if candidate.is_file():
-                            self._file, self._kind = candidate, "stat"
-                            return
-
-    def _read_file(self) -> float | None:
-        assert self._file is not None
-        try:
-            text = self._file.read_text()
-        except OSError:
-            return None
-        if self._kind == "ns":
-            return int(text.strip()) / 1e9
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "usage_usec":
-                return int(value) / 1e6
-        return None
-
-    def _read_stats(self) -> None:
-        with contextlib.suppress(*_engine_errors(), KeyError, ValueError, TypeError):
-            stats = self.container.stats(stream=False, one_shot=True)
-            total = int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
-            if total > 0:
-                self.last_s = total / 1e9
+#: Run inside the held container (the engine's archive API does not see tmpfs mounts): one
+#: output to stdout, reached without following a link, a regular file within the size cap.
+_READ_OUTPUT = r"""
+import os, stat, sys
+parts = sys.argv[1].split("/")
+fd = os.open(sys.argv[3], os.O_RDONLY | os.O_DIRECTORY)
+for part in parts[:-1]:
+    nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+    os.close(fd)
+    fd = nxt
+f = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+info = os.fstat(f)
+if not stat.S_ISREG(info.st_mode) or info.st_size > int(sys.argv[2]):
+    sys.exit(3)
+while chunk := os.read(f, 1 << 20):
+    sys.stdout.buffer.write(chunk)
+"""
 
 
-def _engine_wall_s(state: dict[str, Any]) -> float | None:
-    """Start to exit by the engine's own clock (nanosecond timestamps), if it recorded both."""
-    try:
-        started, finished = (_parse_engine_time(state[k]) for k in ("StartedAt", "FinishedAt"))
-    except (KeyError, ValueError, TypeError):
-        return None
-    seconds = (finished - started).total_seconds()
-    return seconds if seconds > 0 else None
-
-
-def _parse_engine_time(value: str) -> datetime:
-    """`2024-05-01T12:00:00.123456789Z` (Go's RFC 3339 with nanoseconds) as a datetime."""
-    head, _, frac = value.rstrip("Z").partition(".")
-    digits = re.match(r"\d*", frac)
-    micro = (digits.group(0) if digits else "")[:6].ljust(6, "0")
-    return datetime.fromisoformat(f"{head}.{micro}+00:00")
+def _fetch_outputs(container: Any, spec: RunSpec, user: str) -> None:
+    """Copy the declared outputs out of the held container into `spec.workspace`: regular files
+    only (a link is not followed), each at most MAX_OUTPUT_BYTES. Nothing of the run's is
+    running by then: the launcher killed it all before it took its held name."""
+    for name in spec.outputs:
+        with contextlib.suppress(*engine_errors(), OSError):
+            cmd = ["python", "-I", "-S", "-c", _READ_OUTPUT, name, str(MAX_OUTPUT_BYTES), WORKSPACE]
+            done = container.exec_run(cmd, user=user, demux=True)
+            data = (done.output or (None, None))[0] or b""
+            if done.exit_code == 0 and len(data) <= MAX_OUTPUT_BYTES:
+                write_confined(spec.workspace, name, data)
 
 
 def _attach(container: Any) -> Any:
@@ -501,18 +490,10 @@ def _attach(container: Any) -> Any:
     return sock
 
 
-def _kill(container: Any) -> None:
+def _kill(container: Any, signal: str = "SIGKILL") -> None:
     """Kill if still running; a failure here must not hide how the run ended."""
-    with contextlib.suppress(*_engine_errors()):
-        container.kill()
-
-
-def _engine_errors() -> tuple[type[Exception], ...]:
-    """What a call to the engine raises: the SDK's errors and, for timeouts, requests'."""
-    import docker
-    import requests
-
-    return (docker.errors.DockerException, requests.exceptions.RequestException)
+    with contextlib.suppress(*engine_errors()):
+        container.kill(signal=signal)
 
 
 def _container_name(label: str) -> str:

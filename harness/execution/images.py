@@ -39,6 +39,13 @@ TRACK_CONTEXTS = {"mini": "cpu"}
 #: Images and build steps can take many minutes of silence (pip installing torch); the SDK's
 #: default 60 s read timeout would abort them.
 BUILD_TIMEOUT_S = 3600
+#: Dockerfile directories that install from a wheelhouse, and what goes in it: this machine's
+#: own versions, so that a run in the image and a local run use the same code. Without
+#: `--wheelhouse`, the build makes one from the package index this machine's pip reaches, so
+#: it needs no network of its own (engines on clusters often have none for builds).
+WHEELHOUSE_PACKAGES = {"cpu": ("torch", "numpy", "onnx", "onnxscript")}
+#: The Python of the images' Debian base, which the wheels must be built for.
+IMAGE_PYTHON = "3.11"
 
 
 class BuildError(SpeedrunError):
@@ -115,6 +122,8 @@ def build_image(
     source = context or build_context(track)
     if not (source / "Dockerfile").is_file():
         raise BuildError(f"no Dockerfile for track {track!r} at {source}; see containers/")
+    if wheelhouse is None and source.name in WHEELHOUSE_PACKAGES:
+        wheelhouse = host_wheelhouse(source.name, progress=report)
     if wheelhouse is not None and not any(Path(wheelhouse).glob("*.whl")):
         raise BuildError(f"wheelhouse {wheelhouse} holds no .whl files; fill it with `pip download -d`")
     tag = tag or image_name(track)
@@ -246,22 +255,57 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def host_pins(packages: tuple[str, ...]) -> list[str]:
+    """`name==version` of this machine's installed `packages`; torch as its CPU build (`+cpu`),
+    since the image has no GPU and PyPI's Linux torch pulls gigabytes of CUDA libraries."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for name in packages:
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            raise BuildError(f"{name} is not installed here, so its version for the image is unknown") from None
+        if name == "torch":
+            installed = installed.split("+")[0] + "+cpu"
+        pins.append(f"{name}=={installed}")
+    return pins
+
+
+def host_wheelhouse(context: str, *, progress: Progress | None = None) -> Path:
+    """The wheelhouse for a Dockerfile directory, in the cache: reused when it holds the pinned
+    versions, else filled with `pip download` through this machine's index."""
+    pins = host_pins(WHEELHOUSE_PACKAGES[context])
+    dest = paths.cache_dir() / "wheelhouse" / context
+    have = {wheel.name for wheel in dest.glob("*.whl")}
+    if all(any(name.startswith(pin.replace("==", "-") + "-") for name in have) for pin in pins):
+        (progress or (lambda _line: None))(f"wheelhouse {dest} holds {', '.join(pins)}")
+        return dest
+    return download_wheelhouse(dest, pins, progress=progress)
+
+
 def download_wheelhouse(
     dest: Path, requirements: list[str], *, progress: Progress | None = None, python: str | None = None
 ) -> Path:
     """`pip download` binary wheels for `requirements` into `dest` (for `build_image(wheelhouse=...)`).
 
     Runs this machine's pip with its configuration, so a local find-links directory
-    (an air-gapped mirror, a CPU torch wheel) is honoured. The image's Python must
-    match this one's version and platform, which holds for the bookworm base (3.11).
+    (an air-gapped mirror, a CPU torch wheel) is honoured. The wheels are for the image's
+    Python (3.11) even where this machine runs another.
     """
     report = progress or (lambda _line: None)
     dest.mkdir(parents=True, exist_ok=True)
     cmd = [python or sys.executable, "-m", "pip", "download", "--only-binary=:all:", "-d", str(dest)]
+    if python is None and f"{sys.version_info.major}.{sys.version_info.minor}" != IMAGE_PYTHON:
+        cmd += ["--python-version", IMAGE_PYTHON, "--implementation", "cp"]
     report(f"downloading wheels: {' '.join(requirements)}")
     proc = subprocess.run([*cmd, *requirements], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise BuildError(f"pip download failed: {_last_line(proc.stderr or proc.stdout)}")
+        raise BuildError(
+            f"pip download of {' '.join(requirements)} failed ({_first_error(proc.stderr or proc.stdout)}); "
+            "make pip reach an index with them (e.g. PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu) "
+            "or pass --wheelhouse DIR"
+        )
     return dest
 
 
@@ -339,6 +383,14 @@ def apt_mirror(sources: list[Path] | None = None, default: str = "http://deb.deb
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _first_error(text: str) -> str:
+    """pip's own one-line reason, not its pages of advice."""
+    for line in text.splitlines():
+        if line.startswith("ERROR:"):
+            return line.removeprefix("ERROR:").strip()
+    return _last_line(text)
 
 
 def _last_line(text: str) -> str:

@@ -74,6 +74,10 @@ class Model(ABC):
     deterministic: ClassVar[bool] = False
     #: False for offline providers named without a model (`oracle`, not `oracle/<model>`).
     takes_model_name: ClassVar[bool] = True
+    #: Whether the code this model answers with may run unisolated: true only for the offline
+    #: models, which answer with the human records' change (oracle), no change (null) or the
+    #: answers the user recorded before (replay). Code from any other model is hostile input.
+    trusted_code: ClassVar[bool] = False
 
     def __init__(self, name: str, args: dict[str, Any] | None = None) -> None:
         self.name = name

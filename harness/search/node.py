@@ -237,6 +237,8 @@ class NodeWorker:
             gpus=s.gpu_slots[slot] if s.gpu_slots else s.gpus,
             slot=slot,
             label=f"{self.run_dir.name}/{job.node_id}",
+            # A sandboxed workspace vanishes with the run: the saved model is copied out.
+            outputs=[s.model_check.model_file] if s.model_check else [],
         )
         self.emit(Event("node_running", "running", node=job.node_id))
         return self.executor.run(spec, on_line=lambda line: self._on_line(job.node_id, line)), spec

@@ -17,6 +17,7 @@ class OracleModel(Model):
     provider = "oracle"
     deterministic = True
     takes_model_name = False
+    trusted_code = True
 
     def generate(self, messages: list[Message], context: CallContext) -> Completion:
         from harness.manifests.tracks import get_task, load_track
@@ -40,6 +41,7 @@ class NullModel(Model):
     provider = "null"
     deterministic = True
     takes_model_name = False
+    trusted_code = True
 
     def generate(self, messages: list[Message], context: CallContext) -> Completion:
         if _purpose(context) != "code":

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 class ReplayModel(Model):
     provider = "replay"
     takes_model_name = False
+    trusted_code = True
 
     def __init__(self, name: str, args: dict[str, Any] | None = None) -> None:
         super().__init__(name, args)
