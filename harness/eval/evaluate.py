@@ -18,7 +18,7 @@ from harness.coder.prompts import hints_for, parse_hint_levels
 from harness.data.shards import TrackData
 from harness.data.tracks import ensure_data, run_threads
 from harness.errors import ConfigError
-from harness.eval.calibration import keep_reference_logs
+from harness.eval.calibration import keep_references
 from harness.eval.config import EvalConfig
 from harness.eval.confirm import confirm
 from harness.eval.log import Confirmation, Reference, RunInfo, TaskScore, read_run, write_run
@@ -289,10 +289,8 @@ class Evaluation:
             emit=self.emit,
             source=self.cfg.references,
         )
-        if ref.source == "calibrated":  # the run keeps the curves of its reference times
-            keep_reference_logs(
-                self.track, executor.calibration_key, self.target, [self.from_record, self.to_record], self.run_dir
-            )
+        records, calibrated = [self.from_record, self.to_record], ref.source == "calibrated"
+        keep_references(self.track, executor.calibration_key, self.target, records, self.run_dir, logs=calibrated)
         return ref
 
     def score(self, journal: Journal, ref: Reference, executor: Executor, spec: MeasureSpec) -> TaskScore:

@@ -132,7 +132,7 @@ def load_run(run_dir: Path) -> RunView | None:
     if info is None:
         return None
     journal = read_journal(run_dir)
-    records = task_records(info)
+    records = task_records(info, run_dir)
     ids = sorted(set(journal.nodes) | set(journal.started))
     nodes = [
         _node(run_dir, info, records, nid, journal.nodes.get(nid), journal.started.get(nid, ("draft", None)))
