@@ -11,7 +11,7 @@ from harness.costs import RunCost, node_fsr, run_cost
 from harness.errors import SpeedrunError
 from harness.eval.calibration import REFERENCES_DIR
 from harness.eval.log import RunInfo
-from harness.judge import Verdict, read_verdict
+from harness.llm_judge import Verdict, read_verdict
 from harness.logparse import parse_log
 from harness.manifests.tracks import get_task
 from harness.rundir import (

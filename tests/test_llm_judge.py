@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli.app import app
-from harness.judge import parse_verdict, read_verdict
+from harness.llm_judge import parse_verdict, read_verdict
 from harness.rundir import read_run_info, run_dirs
 from harness.view import load_run, render_run
 from tests.fake_llm_server import FakeLLMServer, answer
