@@ -152,7 +152,7 @@ EXTRA_COLUMNS = [
 def cost_and_similarity_columns(run_dir: Path, info: RunInfo) -> dict[str, object]:
     cost = run_cost(run_dir, info)
     best = info.score.best_node if info.score else None
-    sim = node_similarity(run_dir, task_records(info), best) if best is not None else None
+    sim = node_similarity(run_dir, task_records(info, run_dir), best) if best is not None else None
     return {
         **cost.model_dump(include=set(EXTRA_COLUMNS)),
         "similarity": sim.lines if sim else None,

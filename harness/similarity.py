@@ -21,14 +21,15 @@ import re
 import tokenize
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel
 
 from harness.errors import SpeedrunError
+from harness.eval.calibration import REFERENCES_DIR
 from harness.eval.log import RunInfo
 from harness.manifests.tracks import Record, get_task, load_track
-from harness.rundir import node_code
+from harness.rundir import SOURCE_MAX, node_code, read_bounded
 
 Change = tuple[str, str]
 
@@ -148,15 +149,27 @@ def _code(record: Record) -> str | None:
         return None
 
 
-def task_records(info: RunInfo) -> TaskRecords:
+def task_records(info: RunInfo, run_dir: Path | None = None) -> TaskRecords:
+    """The run's records: the copies it kept (`references/<record>/`, what it was measured
+    against), else this checkout's manifests."""
     try:
         task = get_task(info.config.task)
         track = load_track(task.track)
         a, b = track.record(task.from_record), track.record(task.to_record)
+        out = TaskRecords(a.id, b.id, a.script, _code(a), _code(b))
     except SpeedrunError:
         ref = info.score.reference if info.score else None
-        return TaskRecords(ref.from_record if ref else "record i", ref.to_record if ref else "record i+1")
-    return TaskRecords(a.id, b.id, a.script, _code(a), _code(b))
+        out = TaskRecords(ref.from_record if ref else "record i", ref.to_record if ref else "record i+1")
+    if run_dir is not None:
+        kept = [
+            read_bounded(run_dir, PurePosixPath(REFERENCES_DIR, rid, out.main_file), SOURCE_MAX)
+            for rid in (out.from_id, out.to_id)
+        ]
+        if kept[0] is not None and not kept[0].cut:
+            out.from_code = kept[0].text
+        if kept[1] is not None and not kept[1].cut:
+            out.to_code = kept[1].text
+    return out
 
 
 def record_diff(records: TaskRecords, code: str | None) -> str | None:

@@ -20,7 +20,7 @@ from harness.eval.cumulative import run_chain
 from harness.eval.evaluate import EvalConfig, Evaluation, evaluate
 from harness.execution import bwrap
 from harness.execution.local import LocalExecutor
-from harness.models.base import CodingContext, Completion, Message, Model, Usage
+from harness.models.base import CallContext, Completion, Message, Model, Usage
 from harness.search import get_scaffold
 from harness.search.node import node_files
 from tests.fake_llm_server import FakeLLMServer, answer
@@ -46,7 +46,7 @@ class HostileModel(Model):
         self.later = later
         self.prompts: dict[int, list[str]] = {}
 
-    def generate(self, messages: list[Message], context: CodingContext) -> Completion:
+    def generate(self, messages: list[Message], context: CallContext) -> Completion:
         node = context.node_id if context.node_id is not None else -1
         self.prompts.setdefault(node, []).append("\n".join(m.content for m in messages))
         noop = render_block("train.py", 'MODE = "ok"\n', 'MODE = "ok"\n')

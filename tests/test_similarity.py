@@ -4,11 +4,11 @@ partial change the share counted by hand."""
 from __future__ import annotations
 
 import pytest
-from harness.models.providers.oracle import NullModel, OracleModel
 
 from harness.coder.edits import apply_answer
 from harness.manifests.tracks import load_track
 from harness.models.base import CallContext
+from harness.models.providers.oracle import NullModel, OracleModel
 from harness.similarity import changes, code_lines, similarity
 
 RECORD_I = '''\

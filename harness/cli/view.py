@@ -25,7 +25,7 @@ def view_cmd(
     judge_arg: Annotated[list[str] | None, typer.Option(help="Judge model setting key=value (base_url=...).")] = None,
 ) -> None:
     """Show each run's search tree, and per node its diffs, log, loss curve, transcript and cost."""
-    from harness.judge import judge_results
+    from harness.llm_judge import judge_results
     from harness.view.server import ViewServer
     from harness.view.site import build_site
 

@@ -27,6 +27,7 @@ from harness.fsutil import locked, write_text_atomic
 from harness.machine import MachineInfo, this_machine
 from harness.manifests.tracks import Record, Track
 from harness.scoring import paired_ratios
+from harness.search.workspace import write_files
 
 #: The slowest of a record's calibration runs may take this many times the fastest: quiet 2-core
 #: machines scatter identical runs by about ±12% (1.27x), busy ones by 5-20x.
@@ -109,27 +110,29 @@ REFERENCES_DIR = "references"
 MAX_REFERENCE_LOG_BYTES = 8 << 20
 
 
-def keep_reference_logs(
-    track: Track, executor: str, target_val_loss: float, records: list[Record], run_dir: Path
+def keep_references(
+    track: Track, executor: str, target_val_loss: float, records: list[Record], run_dir: Path, *, logs: bool
 ) -> None:
-    """Copy the last calibration log of each record into `run_dir/references/<record>.log`.
+    """Keep records i and i+1 with the run: each one's script in `references/<record>/` and,
+    with `logs`, its last calibration log as `references/<record>.log`.
 
-    The calibration's own copy lives in the user's cache, is overwritten by the next
-    calibration and is found only on the machine that made it; a run directory keeps the
-    curves its reference times come from, so a viewer elsewhere can plot them.
+    A viewer then shows the run against the records it was measured against, on any machine:
+    the manifests may have changed since (or, for a fetched track, be absent), and the
+    calibration's logs live in this user's cache, overwritten by the next calibration.
     """
     work = calibration_runs_dir(track, executor, target_val_loss)
     out = run_dir / REFERENCES_DIR
     for rec in records:
+        write_files(out / rec.id, {rec.script: rec.code()})
+        if not logs:
+            continue
         src = work / rec.id / "run.log"
         try:
             info = src.lstat()
         except OSError:
             continue
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_REFERENCE_LOG_BYTES:
-            continue
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, out / f"{rec.id}.log", follow_symlinks=False)
+        if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_REFERENCE_LOG_BYTES:
+            shutil.copyfile(src, out / f"{rec.id}.log", follow_symlinks=False)
 
 
 def load_calibration(track: Track, executor: str, target_val_loss: float) -> Calibration:

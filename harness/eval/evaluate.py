@@ -19,6 +19,7 @@ from harness.confine import read_bounded
 from harness.data.shards import TrackData
 from harness.data.tracks import ensure_data, run_threads
 from harness.errors import ConfigError
+from harness.eval.calibration import keep_references
 from harness.eval.config import EvalConfig
 from harness.eval.confirm import confirm
 from harness.eval.log import Confirmation, Reference, RunInfo, TaskScore, read_run, write_run
@@ -288,7 +289,7 @@ class Evaluation:
         return f"{ref.time_ms / 1000:.1f} s on its reference machine" if ref else "its reference time"
 
     def reference(self, executor: Executor, spec: MeasureSpec) -> Reference:
-        return reference_times(
+        ref = reference_times(
             self.track,
             self.from_record,
             self.to_record,
@@ -298,8 +299,10 @@ class Evaluation:
             loosened_target=self.cfg.target_val_loss is not None,
             emit=self.emit,
             source=self.cfg.references,
-            run_dir=self.run_dir,
         )
+        records, calibrated = [self.from_record, self.to_record], ref.source == "calibrated"
+        keep_references(self.track, executor.calibration_key, self.target, records, self.run_dir, logs=calibrated)
+        return ref
 
     def score(self, journal: Journal, ref: Reference, executor: Executor, spec: MeasureSpec) -> TaskScore:
         return score_task(

@@ -3,7 +3,6 @@ now if missing) or, when asked for (`--references paper`), the paper's re-measur
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
@@ -49,10 +48,8 @@ def reference_times(
     loosened_target: bool,
     emit: EventSink,
     source: str = "measured",
-    run_dir: Path | None = None,
 ) -> Reference:
-    """The task's reference, calibrating the records this machine has no times for; `run_dir`,
-    when given, keeps the logs of the reference runs (the viewer plots their curves)."""
+    """The task's reference, calibrating the records this machine has no times for."""
     if source == "paper":
         here = this_machine()
         hardware = f"{len(here.gpus)}x {here.gpus[0]}" if here.gpus else "no GPU"
@@ -81,8 +78,6 @@ def reference_times(
         path = calibration.calibration_path(track, executor.calibration_key, spec.target_val_loss)
         emit(Event("info", f"reference times from the calibration of this machine ({path})"))
     ta, tb = cal.records[a.id], cal.records[b.id]
-    if run_dir is not None:
-        calibration.keep_reference_logs(track, executor.calibration_key, spec.target_val_loss, [a, b], run_dir)
     ratio = cal.ratio(b.id, a.id)
     if ratio >= 1 and loosened_target:
         # At a loosened (smoke) target the chain's order need not hold; the run still

@@ -11,7 +11,7 @@ from harness.costs import RunCost, node_fsr, run_cost
 from harness.errors import SpeedrunError
 from harness.eval.calibration import REFERENCES_DIR
 from harness.eval.log import RunInfo
-from harness.judge import Verdict, read_verdict
+from harness.llm_judge import Verdict, read_verdict
 from harness.logparse import parse_log
 from harness.manifests.tracks import get_task
 from harness.rundir import (
@@ -132,7 +132,7 @@ def load_run(run_dir: Path) -> RunView | None:
     if info is None:
         return None
     journal = read_journal(run_dir)
-    records = task_records(info)
+    records = task_records(info, run_dir)
     ids = sorted(set(journal.nodes) | set(journal.started))
     nodes = [
         _node(run_dir, info, records, nid, journal.nodes.get(nid), journal.started.get(nid, ("draft", None)))

@@ -19,11 +19,11 @@ from harness.coder.prompts import hints_for, parse_hint_levels
 from harness.coder.transcript import recorded_call
 from harness.errors import ConfigError, SpeedrunError
 from harness.eval.log import RunInfo
-from harness.manifests.tracks import Task, get_task, load_track
+from harness.manifests.tracks import Task, get_task
 from harness.models import Usage, get_model
 from harness.models.base import CallContext, Message, Model, ModelError
 from harness.rundir import node_code, read_bounded, read_run_info, run_dirs
-from harness.similarity import TaskRecords, record_diff
+from harness.similarity import record_diff, task_records
 
 JUDGE_DIR = "judge"
 #: Each diff the judge reads is cut to this many characters.
@@ -102,16 +102,14 @@ def judge_node(model: Model, run_dir: Path, info: RunInfo, node_id: int) -> Verd
     the node has no code or the records are not on this machine."""
     try:
         task = get_task(info.config.task)
-        track = load_track(task.track)
-        a, b = track.record(task.from_record), track.record(task.to_record)
-        old, new, hint = a.code(), b.code(), _hint(task, info.config.hints)
+        hint = _hint(task, info.config.hints)
     except SpeedrunError:
         return None
-    code = node_code(run_dir, node_id, a.script)
-    if code is None:
+    records = task_records(info, run_dir)
+    code = node_code(run_dir, node_id, records.main_file)
+    if code is None or records.from_code is None or records.to_code is None:
         return None
-    records = TaskRecords(a.id, b.id, a.script, old, new)
-    human, mine = record_diff(records, new) or "", record_diff(records, code) or ""
+    human, mine = record_diff(records, records.to_code) or "", record_diff(records, code) or ""
     digest = hashlib.sha256("\0".join([hint, human, mine]).encode()).hexdigest()
     old_verdict = read_verdict(run_dir, node_id)
     if old_verdict is not None and old_verdict.model == model.spec and old_verdict.input_sha256 == digest:
@@ -119,7 +117,7 @@ def judge_node(model: Model, run_dir: Path, info: RunInfo, node_id: int) -> Verd
     out_dir = run_dir / JUDGE_DIR
     if out_dir.is_symlink():
         raise ConfigError(f"{out_dir} is a link; remove it before judging")
-    ctx = CallContext(task_id=task.id, file_name=a.script, current_code=code, node_id=node_id, purpose="judge")
+    ctx = CallContext(task_id=task.id, file_name=records.main_file, current_code=code, node_id=node_id, purpose="judge")
     try:
         done = recorded_call(model, judge_messages(hint, human, mine), ctx, out_dir)
     except ModelError as exc:
