@@ -76,8 +76,13 @@ try:
     client = containers.docker_client(timeout=containers.BUILD_TIMEOUT_S)
     mini = containers.image_name("mini")
     if containers.image_exists(client, mini):
-        say(f"{mini} already present; nothing to build")
-        sys.exit(0)
+        # An image built before the records saved ONNX models lacks the exporter: build it again.
+        try:
+            client.containers.run(mini, ["python", "-c", "import onnx, onnxscript"], remove=True, network_mode="none")
+            say(f"{mini} already present; nothing to build")
+            sys.exit(0)
+        except Exception as exc:  # noqa: BLE001 - any failure means the image cannot run today's records
+            say(f"{mini} is out of date ({type(exc).__name__}); building it again")
     t = time.monotonic()
     containers.base_image_from_debootstrap(progress=say)
     say(f"base image ready in {time.monotonic() - t:.0f}s")
