@@ -277,7 +277,7 @@ def _eval_sweep(base: Any, task_ids: list[str]) -> None:
     def done(cfg: Any, result: Any) -> None:
         if isinstance(result, Exception):
             errors.append(f"{cfg.task}: {result}")
-            err_console.print(f"[bold red]{cfg.task} failed:[/bold red] {result}", highlight=False)
+            err_console.print(Text(f"{cfg.task} failed: ", style="bold red") + safe_text(str(result), limit=2000))
         elif result.score is not None:
             _print_score(cfg.task, result)
 
