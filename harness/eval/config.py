@@ -67,8 +67,14 @@ class EvalConfig(BaseModel):
             mode="json",
         )
         out["scaffold_args"] = {k: v for k, v in out["scaffold_args"].items() if k != "nodes"}
-        out["model_args"] = {k: v for k, v in out["model_args"].items() if k not in ("max_connections", "base_url")}
+        out["model_args"] = {k: v for k, v in out["model_args"].items() if k not in PACING_ARGS}
         return out
+
+
+#: Model settings that change how calls are made, not what is asked: a resumed run may change them.
+PACING_ARGS = frozenset(
+    {"max_connections", "base_url", "timeout_s", "stall_s", "requests_per_minute", "tokens_per_minute"}
+)
 
 
 def run_name(parts: list[str]) -> str:

@@ -14,6 +14,7 @@ import platform
 from typing import Any, Literal
 
 import harness
+from harness.coder.answer_log import count_answer_formats
 from harness.coder.prompts import hints_for, parse_hint_levels
 from harness.confine import read_bounded
 from harness.data.shards import TrackData
@@ -233,6 +234,7 @@ class Evaluation:
             )
             status = engine.run()
             info.usage = engine.usage()
+            info.answer_formats = count_answer_formats(self.run_dir)
             if status == "stopped":
                 info.status, info.status_detail = "stopped", engine.stop_reason or ""
                 write_run(self.run_dir, info)

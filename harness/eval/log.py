@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from harness.coder.answer_log import AnswerFormats
 from harness.eval.config import EvalConfig
 from harness.fsutil import write_text_atomic
 from harness.machine import MachineInfo
@@ -109,6 +110,8 @@ class RunInfo(BaseModel):
     started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     usage: Usage = Field(default_factory=Usage)
+    #: How the model's answers were written (whole file, SEARCH/REPLACE, diff, ...), applied or refused.
+    answer_formats: AnswerFormats | None = None
     score: TaskScore | None = None
 
 
