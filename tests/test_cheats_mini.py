@@ -19,6 +19,11 @@ from tests.fake_llm_server import FakeLLMServer, answer
 
 SMOKE_TARGET = 2.6
 
+# Real training of records 08 and 09 and of the cheats: minutes on a quiet 2-core machine. Written
+# in a session whose machine was too loaded to run it (the harness stopped it as "too busy"), so
+# it stays out of the default suite until it has run green: `pytest -m slow tests/test_cheats_mini.py`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
