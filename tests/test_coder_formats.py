@@ -18,6 +18,12 @@ def fence(code: str, info: str = "python") -> str:
     return f"```{info}\n{code}```\n"
 
 
+def _line_after(prefix: str) -> str:
+    """The line of record 00's script after the one starting with `prefix` (no hard-coded numbers)."""
+    lines = SCRIPT.splitlines()
+    return lines[next(i for i, line in enumerate(lines) if line.startswith(prefix)) + 1]
+
+
 APPLIED = {
     "search/replace": (
         "Raise the learning rate.\n\ntrain.py\n<<<<<<< SEARCH\n    learning_rate: float = 1e-3\n=======\n"
@@ -59,7 +65,7 @@ APPLIED = {
     "unified diff in a fence": (
         "The change:\n```diff\n--- a/train.py\n+++ b/train.py\n@@ -46,4 +46,4 @@ class Hyperparameters:\n"
         "     batch_size: int = 12  # sequences per step\n"
-        f" {SCRIPT.splitlines()[46]}\n"
+        f" {_line_after('    batch_size: int = 12')}\n"
         "-    learning_rate: float = 1e-3\n+    learning_rate: float = 2e-3\n     min_lr: float = 1e-4\n```\n",
         "unified_diff",
     ),
