@@ -51,13 +51,21 @@ def slurm() -> Cluster:
 
 
 def sacct(job_id: str, fields: str) -> dict[str, str]:
-    """One job's accounting record (the allocation line), by field name."""
-    for _ in range(50):
-        out = _out("sacct", "-n", "-X", "-P", "-j", job_id, "-o", fields)
+    """One job's accounting record (the allocation line), by field name, once slurmdbd has the
+    whole of it: until the controller's start and end messages land, sacct shows a row with an
+    empty partition and time limit and an unknown QOS."""
+    got: dict[str, str] = {}
+    for _ in range(150):
+        out = _out("sacct", "-n", "-X", "-P", "-j", job_id, "-o", f"{fields},Partition,QOS,State")
         if out.strip():
-            return dict(zip(fields.split(","), out.strip().splitlines()[0].split("|"), strict=True))
+            row = out.strip().splitlines()[0].split("|")
+            n = len(fields.split(","))
+            got = dict(zip(fields.split(","), row[:n], strict=True))
+            partition, qos, state = row[n:]
+            if partition and qos != "Unknown" and state not in ("PENDING", "RUNNING", ""):
+                return got
         time.sleep(0.2)
-    raise AssertionError(f"sacct knows no job {job_id}")
+    raise AssertionError(f"sacct has no complete record of job {job_id} after 30 s: {got}")
 
 
 def wait_running(name_part: str, timeout_s: float = 120) -> str:

@@ -104,7 +104,7 @@ def test_fetch_imports_every_script_and_hint_with_checksums(
     manifest = read_manifest("nanogpt")
     assert manifest is not None and manifest.commit == sha and manifest.source == str(repo)
     for rel, digest in manifest.files.items():
-        assert fetch.sha256_file(isolated_cache / rel) == digest
+        assert sha256_file(isolated_cache / rel) == digest
     script = isolated_cache / "records/nanogpt/12-flex-attention/train_gpt2.py"
     assert "record 12 of" in script.read_text()
     # The hints of record_N describe N -> N+1: they belong to task nanogpt-N.

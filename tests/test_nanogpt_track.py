@@ -207,7 +207,10 @@ def test_dry_run_prints_container_command_environment_and_limits_for_every_task(
         assert plan["reference_times"]["time_ms"] == {ids[0]: PAPER[n][0], ids[1]: PAPER[n + 1][0]}
         assert plan["reference_times"]["hardware"].startswith("8x NVIDIA H100")
         # The paper's times never stand alone: the best node is re-run beside record i here.
-        assert plan["confirmation"]["against"] == ids[0] and plan["confirmation"]["pairs"] == 2
+        assert (
+            plan["confirmation"]["against"] == ids[0]
+            and plan["confirmation"]["max_pairs"] == EvalConfig.model_fields["confirm_runs"].default
+        )
     assert not (REPO / "results" / "nanogpt-1__oracle__flat__pseudocode__s0").exists()
 
 
@@ -216,7 +219,7 @@ def test_dry_run_measures_references_here_unless_told_otherwise(fetched: Path) -
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
     assert plan["reference_times"]["source"] == "calibrate" and plan["reference_times"]["runs_per_record"] == 3
-    assert plan["confirmation"]["pairs"] == 4
+    assert plan["confirmation"]["max_pairs"] == 4
     bad = _cli("eval --track nanogpt --model oracle --task nanogpt-5 --dry-run --references guess")
     assert bad.exit_code == 2 and "--references must be measured or paper" in bad.output
 

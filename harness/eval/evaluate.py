@@ -157,7 +157,8 @@ class Evaluation:
             "confirmation": {
                 "against": self.from_record.id,
                 "on": "this machine, side by side (record i, node, record i, node, ...)",
-                "pairs": self.cfg.confirm_runs,
+                "max_pairs": self.cfg.confirm_runs,
+                "stops_when": f"the score's {CONFIRM_CONFIDENCE:.0%} interval is narrower than {CONFIRM_TARGET_WIDTH}",
             },
             "model": self.cfg.model,
             "scaffold": self.scaffold.describe(),

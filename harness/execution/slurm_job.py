@@ -57,7 +57,13 @@ class CandidateJob:
         # Slurm picked this job's GPUs and set CUDA_VISIBLE_DEVICES: device ids named on the
         # login node mean nothing here.
         local = spec.model_copy(update={"command": [*wrap, *spec.command], "env": env, "gpus": None})
-        result = LocalExecutor().run(local)
+        if wrap:
+            # The OCI container is the candidate's sandbox; srun itself needs the node's Slurm
+            # configuration and munge socket, which a bubblewrap sandbox around it would hide.
+            result = LocalExecutor(sandbox="none").run(local)
+            result = result.model_copy(update={"sandboxed": True})
+        else:
+            result = LocalExecutor().run(local)
         if terminated.is_set():
             raise _Terminated("the job was told to stop while the candidate ran")
         outcome = JobOutcome(
