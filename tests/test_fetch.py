@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli.app import app
+from harness.fsutil import sha256_file
 from harness.manifests import fetch
 from harness.manifests.fetch import fetch_records
 from harness.manifests.integrity import FetchError, manifest_path, read_manifest, require_fetched, verify_fetched
