@@ -82,14 +82,23 @@ def submit_eval(argv: list[str], options: dict[str, Any], results_dir: Path) -> 
 
 
 def _job_state(job_id: str) -> str:
-    """A job's state from sacct (UNKNOWN where sacct does not know it)."""
+    """A job's state: the controller's (squeue) while it holds the job, else sacct's, else UNKNOWN.
+
+    squeue comes first because slurmdbd learns of a job a moment after sbatch returns: asked
+    by sacct alone, a second --submit right after the first would find nothing and start a
+    second harness on the same results directory.
+    """
     import subprocess
 
-    try:
-        out = subprocess.run(
-            ["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True, timeout=30
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return "UNKNOWN"
-    lines = [line.strip() for line in out.splitlines() if line.strip()]
-    return lines[-1].split()[0].upper() if lines else "UNKNOWN"
+    for cmd in (
+        ["squeue", "-h", "-j", job_id, "-o", "%T"],
+        ["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id],
+    ):
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        lines = [line.strip() for line in out.splitlines() if line.strip()]
+        if lines:
+            return lines[-1].split()[0].upper()
+    return "UNKNOWN"
