@@ -203,7 +203,8 @@ def calibrate(
             if not result.valid or result.train_time_ms is None:
                 raise SpeedrunError(
                     f"calibration run of record {rec.id} did not reach the target "
-                    f"({result.error or f'val_loss {result.val_loss}'}); see {work / rec.id / 'run.log'}"
+                    f"({result.error or '; '.join(result.rule_violations) or f'val_loss {result.val_loss}'}); "
+                    f"see {work / rec.id / 'run.log'}"
                 )
             timing = cal.records[rec.id]
             timing.times_ms.append(result.train_time_ms)
