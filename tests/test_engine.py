@@ -203,11 +203,10 @@ def test_async_codes_the_next_candidates_while_runs_go_on(toy_home: Path, tmp_pa
     code, runs = _intervals(model, executor)
     overlapping = [n for n, (a0, a1) in code.items() if any(r0 < a1 and a0 < r1 for r0, r1 in runs.values())]
     assert len(overlapping) >= 4, "coding overlaps running"
-    # Run slots are refilled from candidates coded ahead: busy most of the time.
-    start = min(r0 for r0, _ in runs.values())
-    end = max(r1 for _, r1 in runs.values())
-    busy = sum(r1 - r0 for r0, r1 in runs.values())
-    assert busy / (2 * (end - start)) > 0.75
+    # Run slots are refilled from candidates coded ahead: most runs start while the other slot
+    # is busy. (Counted, not timed: a busy-time fraction fails whenever the machine is loaded.)
+    alongside = [n for n, (s0, _) in runs.items() if any(m != n and r0 <= s0 < r1 for m, (r0, r1) in runs.items())]
+    assert len(alongside) >= len(runs) // 2, (alongside, runs)
     assert max(sum(1 for r0, r1 in runs.values() if r0 <= t < r1) for t, _ in runs.values()) <= 2
 
 
