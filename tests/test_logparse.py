@@ -18,8 +18,9 @@ def _fixtures_dir() -> Path:
     base = Path(shared) if shared else Path(__file__).resolve().parents[1].parent / "shared"
     logs = base / "fixtures" / "modded-nanogpt-logs"
     if not logs.is_dir():
-        pytest.fail(
-            f"log fixtures not found at {logs}: expected ../shared/fixtures/modded-nanogpt-logs "
+        # A user's clone has no ../shared: these checks skip and say why (CI clones beside it).
+        pytest.skip(
+            f"SHARED LOG FIXTURES SKIPPED: not found at {logs}: expected ../shared/fixtures/modded-nanogpt-logs "
             "beside the checkout, or set SPEEDRUN_SHARED to the `shared` directory"
         )
     return logs
