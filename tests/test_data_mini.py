@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.data import mini, read_header, read_tokens, write_shard
+from harness.data import mini, mini_source, read_header, read_tokens, write_shard
 from harness.data.mini import MiniData, mini_data_ready, prepare_mini
 from harness.data.shards import HEADER_BYTES, MAGIC
 from harness.data.tracks import planned_data
@@ -67,7 +67,7 @@ def sdist(tmp_path: Path) -> tuple[Path, str]:
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Keep the user's cache and sdist override out of reach; small shards so there are several."""
-    monkeypatch.delenv(mini.SDIST_ENV, raising=False)
+    monkeypatch.delenv(mini_source.SDIST_ENV, raising=False)
     monkeypatch.setenv("SPEEDRUN_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("SPEEDRUN_DATA_DIR", raising=False)
     monkeypatch.setattr(mini, "SHARD_TOKENS", 64)
@@ -264,11 +264,11 @@ def test_second_call_is_fast_and_rewrites_nothing(tmp_path: Path, sdist: tuple[P
 
 
 def test_sdist_from_environment(tmp_path: Path, sdist: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(mini.SDIST_ENV, str(sdist[0]))
+    monkeypatch.setenv(mini_source.SDIST_ENV, str(sdist[0]))
     data = prepare_mini(expected_sha256=sdist[1])
     assert data.data_dir == tmp_path / "cache" / "data" / "mini"  # paths.data_dir("mini")
     assert data.plays_val == VAL
-    monkeypatch.setenv(mini.SDIST_ENV, str(tmp_path / "missing.tar.gz"))
+    monkeypatch.setenv(mini_source.SDIST_ENV, str(tmp_path / "missing.tar.gz"))
     with pytest.raises(DataError, match=r"\$SPEEDRUN_MINI_SDIST points to .*missing\.tar\.gz"):
         prepare_mini(tmp_path / "other", expected_sha256=sdist[1])
 
