@@ -68,6 +68,7 @@ fi
 import sys
 import time
 
+from harness.execution import base_image
 from harness.execution import images as containers
 from harness.errors import SpeedrunError
 
@@ -84,7 +85,7 @@ try:
         except Exception as exc:  # noqa: BLE001 - any failure means the image cannot run today's records
             say(f"{mini} is out of date ({type(exc).__name__}); building it again")
     t = time.monotonic()
-    containers.base_image_from_debootstrap(progress=say)
+    base_image.base_image_from_debootstrap(progress=say)
     say(f"base image ready in {time.monotonic() - t:.0f}s")
     t = time.monotonic()
     # Without --wheelhouse the build makes one in the cache from this machine's own index.

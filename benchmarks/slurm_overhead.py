@@ -17,7 +17,8 @@ from pathlib import Path
 
 from harness.execution.base import RunSpec
 from harness.execution.local import LocalExecutor
-from harness.execution.slurm import SlurmExecutor, read_jobs
+from harness.execution.slurm import SlurmExecutor
+from harness.execution.slurm_jobs import read_jobs
 
 
 def main() -> None:

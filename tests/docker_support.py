@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from harness.execution.base import ExecResult, LineCallback, RunSpec
-from harness.execution.docker import RUN_LABEL, DockerExecutor
+from harness.execution.docker import DockerExecutor
+from harness.execution.docker_container import RUN_LABEL
 
 SETUP_HINT = "run `bash .ci/docker-engine.sh` (as root) to install and start one"
 

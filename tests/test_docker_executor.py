@@ -20,7 +20,8 @@ import pytest
 from harness.errors import ConfigError
 from harness.execution import get_executor
 from harness.execution.base import RunSpec
-from harness.execution.docker import DockerExecutor, device_requests, make_writable_for, prune_containers
+from harness.execution.docker import DockerExecutor, device_requests
+from harness.execution.docker_container import make_writable_for, prune_containers
 from harness.logparse import parse_log
 from tests.docker_support import Sandbox, docker_client, mini_image, sandbox
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from harness.cli.containers import containers_app, doctor_command
 from harness.doctor import Check, run_checks
 from harness.errors import SpeedrunError
+from harness.execution import base_image
 from harness.execution import images as containers
 
 
@@ -142,9 +143,9 @@ def test_apt_mirror_reads_both_source_formats(tmp_path: Path) -> None:
     one_line.write_text("# comment\ndeb [arch=amd64] http://local.example/debian/ bookworm main\n")
     disabled = tmp_path / "x.list.disabled"
     disabled.write_text("deb http://wrong.example/debian bookworm main\n")
-    assert containers.apt_mirror([disabled, deb822]) == "http://mirror.example/debian"
-    assert containers.apt_mirror([one_line]) == "http://local.example/debian"
-    assert containers.apt_mirror([disabled]) == "http://deb.debian.org/debian"
+    assert base_image.apt_mirror([disabled, deb822]) == "http://mirror.example/debian"
+    assert base_image.apt_mirror([one_line]) == "http://local.example/debian"
+    assert base_image.apt_mirror([disabled]) == "http://deb.debian.org/debian"
 
 
 def test_prune_without_engine_is_a_one_line_error(no_engine: None) -> None:

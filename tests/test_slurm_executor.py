@@ -21,7 +21,8 @@ from harness.cli.app import app
 from harness.errors import ConfigError
 from harness.execution import get_executor
 from harness.execution.base import RunSpec
-from harness.execution.slurm import SlurmExecutor, read_jobs
+from harness.execution.slurm import SlurmExecutor
+from harness.execution.slurm_jobs import read_jobs
 from harness.execution.slurm_settings import export_list, sbatch_options
 from tests.slurm_support import Cluster, sacct, slurm, wait_running
 

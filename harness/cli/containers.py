@@ -11,6 +11,7 @@ from rich.text import Text
 from harness.cli._common import console, fail
 from harness.doctor import run_checks
 from harness.errors import SpeedrunError
+from harness.execution import base_image
 from harness.execution import images as containers
 
 containers_app = typer.Typer(
@@ -63,7 +64,7 @@ def base_command(
 ) -> None:
     """Make the Debian bookworm base image with debootstrap (root; no registry needed)."""
     try:
-        image = containers.base_image_from_debootstrap(
+        image = base_image.base_image_from_debootstrap(
             tag, mirror=mirror, progress=_print_line, docker_host=docker_host
         )
     except SpeedrunError as exc:
@@ -74,7 +75,7 @@ def base_command(
 @containers_app.command("prune")
 def prune_command(docker_host: str | None = DockerHostOpt) -> None:
     """Remove all containers speedrun started, running ones included (don't run during an evaluation)."""
-    from harness.execution.docker import prune_containers
+    from harness.execution.docker_container import prune_containers
 
     try:
         removed = prune_containers(containers.docker_client(docker_host))

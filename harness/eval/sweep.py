@@ -20,6 +20,7 @@ from harness.eval.config import EvalConfig
 from harness.eval.evaluate import Evaluation
 from harness.eval.log import RunInfo
 from harness.events import Event, EventSink, ignore
+from harness.execution.slurm_jobs import JOBS
 
 
 def tagged(sink: EventSink, task: str) -> EventSink:
@@ -53,8 +54,6 @@ def run_sweep(
     One task's error does not stop the others. Ctrl-C stops them all (the slurm executor
     cancels its jobs), and every run stays resumable.
     """
-    from harness.execution import slurm
-
     settle_references(cfgs, on_event)
     out: dict[str, RunInfo | Exception] = {}
     pool = ThreadPoolExecutor(len(cfgs), thread_name_prefix="task")
@@ -70,9 +69,9 @@ def run_sweep(
             if on_done is not None:
                 on_done(cfg, result)
     except BaseException:
-        slurm.JOBS.stop()  # every waiting run cancels its job, and its engine stops
+        JOBS.stop()  # every waiting run cancels its job, and its engine stops
         raise
     finally:
         pool.shutdown(wait=True)
-        slurm.JOBS.resume()
+        JOBS.resume()
     return {cfg.task: out[cfg.task] for cfg in cfgs if cfg.task in out}

@@ -18,32 +18,37 @@ import contextlib
 import math
 import os
 import re
-import secrets
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness.confine import write_confined
 from harness.errors import ConfigError
 from harness.execution import seccomp
-from harness.execution.base import MAX_LOG_BYTES, MAX_OUTPUT_BYTES, ExecResult, Executor, LineCallback, LogSink, RunSpec
+from harness.execution.base import MAX_LOG_BYTES, ExecResult, Executor, LineCallback, LogSink, RunSpec
 from harness.execution.docker_clock import CpuProbe, engine_errors, engine_wall_s
+from harness.execution.docker_container import (
+    LABEL,
+    RUN_LABEL,
+    attach,
+    container_name,
+    fetch_outputs,
+    kill,
+    make_writable_for,
+    prune_containers,
+    pump_frames,
+    wait_exit,
+    wait_held,
+)
 from harness.execution.environment import THREAD_VARS, candidate_env
 from harness.execution.gpus import GpuSpec
-from harness.execution.limits import HELD_NAME, Launch
+from harness.execution.limits import Launch
 from harness.execution.registry import register
 
 #: Where the run sees its workspace and its data, and where the node's files are mounted from.
 WORKSPACE = "/workspace"
 DATA = "/data"
 SOURCE = "/speedrun/code"
-#: Label on every container this executor creates; `prune` removes by it.
-LABEL = "speedrun"
-RUN_LABEL = "speedrun.run"
-#: How often the waiting thread wakes up, so that Ctrl-C and the limit are noticed promptly.
-POLL_S = 0.25
 #: An orphaned run (its harness gone) kills itself this long after its wall-clock limit.
 ORPHAN_GRACE_S = 60.0
 #: How long to wait for the log stream to drain after the container has stopped.
@@ -238,7 +243,7 @@ class DockerExecutor(Executor):
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         make_writable_for(spec.workspace, self.user)
         try:
-            container = client.containers.create(name=_container_name(spec.label), **config)
+            container = client.containers.create(name=container_name(spec.label), **config)
         except docker.errors.ImageNotFound:
             raise ConfigError(
                 f"image {self.image} not found; build it with `speedrun containers build` "
@@ -258,7 +263,7 @@ class DockerExecutor(Executor):
 
         # Attached before the start, like `docker run`: following the engine's log file
         # instead (`logs(follow=True)`) was seen to end before the last lines arrived.
-        output = _attach(container)
+        output = attach(container)
         try:
             with open(spec.log_path, "wb") as log:
                 sink = LogSink(log, on_line, max_bytes=self.max_log_bytes)
@@ -270,25 +275,25 @@ class DockerExecutor(Executor):
                 start = time.monotonic()
                 deadline = start + spec.time_limit_s
                 frames = (data for _, data in docker.utils.socket.frames_iter(output, tty=False))
-                pump = threading.Thread(target=_pump, args=(frames, sink), daemon=True)
+                pump = threading.Thread(target=pump_frames, args=(frames, sink), daemon=True)
                 pump.start()
                 cpu = CpuProbe(container)
                 try:
-                    held = self._wait_output(container, pump, sink, deadline, cpu) if spec.outputs else False
+                    held = wait_held(container, pump, sink, deadline, cpu) if spec.outputs else False
                     if held:
                         # The command has ended and nothing else runs (to within a poll): the
                         # held workspace gives up its outputs.
                         wall = time.monotonic() - start
-                        _fetch_outputs(container, spec, self.user)
-                        _kill(container, "SIGTERM")
-                    exit_code = self._wait(container, pump, sink, deadline, cpu)
+                        fetch_outputs(container, spec, self.user, WORKSPACE)
+                        kill(container, "SIGTERM")
+                    exit_code = wait_exit(container, pump, sink, deadline, cpu)
                     if not held:
                         wall = time.monotonic() - start
                     if exit_code is None:
-                        _kill(container)
+                        kill(container)
                     pump.join(timeout=DRAIN_S)
                 except BaseException:
-                    _kill(container)
+                    kill(container)
                     raise
         finally:
             output.close()
@@ -309,57 +314,6 @@ class DockerExecutor(Executor):
             warnings=sink.warnings,
         )
 
-    def _wait(
-        self, container: Any, pump: threading.Thread, sink: LogSink, deadline: float, cpu: CpuProbe
-    ) -> int | None:
-        """The exit status, or None when the deadline passed first.
-
-        Waiting in short slices keeps the main thread responsive to Ctrl-C, which a
-        blocking HTTP wait on the engine would not be; each slice also reads the run's CPU
-        usage, which the engine forgets once the container has stopped.
-        """
-        import requests
-
-        killed = False
-        while pump.is_alive() and time.monotonic() < deadline:
-            if sink.flooded.is_set() and not killed:
-                # Killed from here, not from the pump: the engine may wait for the output
-                # to be read before it lets the container die, and only the pump reads it.
-                _kill(container)
-                killed = True
-            cpu.sample()
-            pump.join(timeout=POLL_S)
-        # The log stream ends when the container stops, but it can also break early;
-        # the engine's own wait is the authority on the exit.
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            cpu.sample()
-            try:
-                status = container.wait(timeout=min(remaining, 1.0))
-            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-                continue
-            return int(status.get("StatusCode", -1))
-
-    def _wait_output(
-        self, container: Any, pump: threading.Thread, sink: LogSink, deadline: float, cpu: CpuProbe
-    ) -> bool:
-        """Whether the container is held with its command done: the engine sees the launcher
-        alone in it, under the name it takes only then (no other process can set its name)."""
-        while time.monotonic() < deadline:
-            if sink.flooded.is_set():
-                return False
-            cpu.sample()
-            try:
-                procs = container.top(ps_args="-o pid,comm").get("Processes") or []
-            except engine_errors():
-                return False  # stopped: the normal wait takes it from here
-            if len(procs) == 1 and procs[0][-1] == HELD_NAME:
-                return True
-            pump.join(timeout=POLL_S)
-        return False
-
     def _result(self, spec: RunSpec, *, exit_code: int | None, **fields: Any) -> ExecResult:
         return ExecResult(
             exit_code=exit_code, log_path=spec.log_path, executor=self.name, sandboxed=self.sandboxed, **fields
@@ -378,125 +332,7 @@ class DockerExecutor(Executor):
                 self._client = None
 
 
-def prune_containers(client: Any, label: str | None = None) -> int:
-    """Remove containers labelled `speedrun` (or `speedrun.run=<label>`), stopped or running."""
-    import docker
-
-    selector = f"{RUN_LABEL}={label}" if label is not None else f"{LABEL}=1"
-    removed = 0
-    for container in client.containers.list(all=True, filters={"label": selector}):
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
-            removed += 1
-    return removed
-
-
 def device_requests(gpus: str | None) -> list[dict[str, Any]]:
     """`--gpus` as device requests: `all`, a count (`2`), or ids (`device=0,1`, `0,1`)."""
     spec = GpuSpec.parse(gpus)
     return spec.device_requests() if spec is not None else []
-
-
-def make_writable_for(workspace: Path, user: str) -> None:
-    """Let the container's `uid:gid` write the workspace.
-
-    As root the tree is handed to that uid (chown); as the same uid nothing is needed;
-    otherwise, as an unprivileged user, the tree is opened to everyone (chmod a+rwX),
-    because only root may give files away. Links are never followed: a workspace
-    reused from an earlier run may hold links planted by its code.
-    """
-    uid, gid = (int(part) for part in user.split(":"))
-    if os.geteuid() == uid:
-        return
-    root = os.geteuid() == 0
-    for path in [workspace, *_walk(workspace)]:
-        st = path.lstat()
-        if path.is_symlink():
-            if root:
-                os.lchown(path, uid, gid)
-            continue
-        if root:
-            os.lchown(path, uid, gid)
-        else:
-            extra = 0o777 if path.is_dir() else 0o666 | (0o111 if st.st_mode & 0o100 else 0)
-            with contextlib.suppress(PermissionError):
-                path.chmod(st.st_mode | extra)
-
-
-def _walk(root: Path) -> Iterable[Path]:
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        base = Path(dirpath)
-        yield from (base / name for name in dirnames)
-        yield from (base / name for name in filenames)
-
-
-def _pump(frames: Iterable[bytes], sink: LogSink) -> None:
-    """Copy the container's output frames into the sink as they come."""
-    import docker
-
-    try:
-        for chunk in frames:
-            sink.feed(chunk)
-    except (docker.errors.DockerException, OSError, ValueError):
-        # The stream breaks when the container is removed under it (Ctrl-C); what was
-        # written is kept and the waiting thread decides how the run ended.
-        pass
-    sink.finish()
-
-
-#: Run inside the held container (the engine's archive API does not see tmpfs mounts): one
-#: output to stdout, reached without following a link, a regular file within the size cap.
-_READ_OUTPUT = r"""
-import os, stat, sys
-parts = sys.argv[1].split("/")
-fd = os.open(sys.argv[3], os.O_RDONLY | os.O_DIRECTORY)
-for part in parts[:-1]:
-    nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-    os.close(fd)
-    fd = nxt
-f = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
-info = os.fstat(f)
-if not stat.S_ISREG(info.st_mode) or info.st_size > int(sys.argv[2]):
-    sys.exit(3)
-while chunk := os.read(f, 1 << 20):
-    sys.stdout.buffer.write(chunk)
-"""
-
-
-def _fetch_outputs(container: Any, spec: RunSpec, user: str) -> None:
-    """Copy the declared outputs out of the held container into `spec.workspace`: regular files
-    only (a link is not followed), each at most MAX_OUTPUT_BYTES. Nothing of the run's is
-    running by then: the launcher killed it all before it took its held name."""
-    for name in spec.outputs:
-        with contextlib.suppress(*engine_errors(), OSError):
-            cmd = ["python", "-I", "-S", "-c", _READ_OUTPUT, name, str(MAX_OUTPUT_BYTES), WORKSPACE]
-            done = container.exec_run(cmd, user=user, demux=True)
-            data = (done.output or (None, None))[0] or b""
-            if done.exit_code == 0 and len(data) <= MAX_OUTPUT_BYTES:
-                write_confined(spec.workspace, name, data)
-
-
-def _attach(container: Any) -> Any:
-    """The container's output as a socket of multiplexed frames, with no read timeout.
-
-    The SDK's `attach(stream=True)` keeps the client's read timeout, which would cut the
-    stream of a run that is silent for a minute (a long compile, a long step).
-    """
-    params = {"stdout": 1, "stderr": 1, "stream": 1, "logs": 1}
-    sock = container.client.api.attach_socket(container.id, params=params)
-    for layer in (sock, getattr(sock, "_sock", None)):
-        if layer is not None and hasattr(layer, "settimeout"):
-            layer.settimeout(None)
-    return sock
-
-
-def _kill(container: Any, signal: str = "SIGKILL") -> None:
-    """Kill if still running; a failure here must not hide how the run ended."""
-    with contextlib.suppress(*engine_errors()):
-        container.kill(signal=signal)
-
-
-def _container_name(label: str) -> str:
-    """A readable unique name (`speedrun-mini-0-n3-1a2b3c4d`), for whoever runs `docker ps`."""
-    slug = re.sub(r"[^a-zA-Z0-9_.-]+", "-", label).strip("-.")[:40]
-    return f"speedrun-{slug + '-' if slug else ''}{secrets.token_hex(4)}"

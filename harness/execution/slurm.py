@@ -32,14 +32,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from harness import paths
 from harness.errors import ConfigError
 from harness.execution.base import ExecResult, Executor, LineCallback, RunSpec
 from harness.execution.gpus import GpuSpec
 from harness.execution.registry import register
 from harness.execution.slurm_job import CandidateJob, JobOutcome, probe_machine
+from harness.execution.slurm_jobs import JOBS, JobAttempt, JobsRecord, read_jobs
 from harness.execution.slurm_settings import (
     ACTIVE,
     REQUEUE_GRACE_S,
@@ -54,86 +53,8 @@ from harness.execution.slurm_settings import (
 )
 from harness.machine import MachineInfo
 
-
-class JobAttempt(BaseModel):
-    job_id: str
-    attempt: str
-    submitted_at: float
-    started_at: float | None = None
-    ended_at: float | None = None
-    state: str = "PENDING"
-    hostname: str = ""
-
-    @property
-    def queued_s(self) -> float | None:
-        """Submission to start: the scheduler's and the job's start-up overhead."""
-        return None if self.started_at is None else self.started_at - self.submitted_at
-
-
-class JobsRecord(BaseModel):
-    """`jobs.json` in a run's submitit folder: every job submitted for the run, in order."""
-
-    schema_version: int = 1
-    label: str = ""
-    jobs: list[JobAttempt] = Field(default_factory=list)
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(self.model_dump_json(indent=2))
-        tmp.replace(path)
-
-
-def read_jobs(folder: Path) -> JobsRecord | None:
-    path = folder / "jobs.json"
-    return JobsRecord.model_validate_json(path.read_text()) if path.is_file() else None
-
-
 # ---- the harness's side ---------------------------------------------------------------------
 
-
-class _JobLimit:
-    """At most `limit` jobs in flight in this process, whatever evaluation submits them."""
-
-    def __init__(self) -> None:
-        self.limit: int | None = None
-        self.in_flight = 0
-        self._cond = threading.Condition()
-        self.stopping = threading.Event()
-
-    def stop(self) -> None:
-        """Make every run that waits for a job (or for a slot) cancel it and raise KeyboardInterrupt."""
-        with self._cond:
-            self.stopping.set()
-            self._cond.notify_all()
-
-    def resume(self) -> None:
-        self.stopping.clear()
-
-    def check(self) -> None:
-        if self.stopping.is_set():
-            raise KeyboardInterrupt("the harness is stopping")
-
-    def set(self, limit: int | None) -> None:
-        with self._cond:
-            self.limit = limit
-            self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def slot(self) -> Any:
-        with self._cond:
-            while self.limit is not None and self.in_flight >= self.limit and not self.stopping.is_set():
-                self._cond.wait()
-            self.check()
-            self.in_flight += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self.in_flight -= 1
-                self._cond.notify_all()
-
-
-JOBS = _JobLimit()
 _WATCH_LOCK = threading.Lock()
 _JOB_CLASSES: dict[float, Any] = {}
 
