@@ -28,6 +28,11 @@ holding the next window would hand the model the future; a lone row has nothing 
 The probe then checks the rest: for every window, the tokens after a random position are
 replaced and the logits up to that position must not move. A graph is a pure function (no
 state between calls), so the probe sees what the evaluation saw.
+
+Why one module of ~500 lines: the child runs this very file, and everything it executes (the
+model checks, the windows, the probe, its own limits) must be in a file that imports nothing
+else of the harness and that a reviewer can read as the whole of what runs there. The parent's
+side is the first ~200 lines.
 """
 
 from __future__ import annotations
