@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -48,6 +49,29 @@ def slurm() -> Cluster:
             m = re.search(r"gpu:(?:\w+:)?(\d+)", gres)
             return Cluster(partition=partition.rstrip("*"), gpus=int(m.group(1)) if m else 0, cpus=int(cpus))
     pytest.skip(f"SLURM TESTS SKIPPED: no node is up ({nodes.strip()}); {SETUP_HINT}")
+
+
+def _queued_ids() -> set[str]:
+    """The harness's jobs in the queue (every job it submits is named `speedrun-...`)."""
+    try:
+        rows = _out("squeue", "-h", "-o", "%i|%j").splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return {job_id for job_id, _, name in (row.partition("|") for row in rows) if name.startswith("speedrun")}
+
+
+@pytest.fixture
+def no_jobs_left_behind() -> Iterator[None]:
+    """Cancel the jobs a test leaves in the queue (a failed assertion mid-run, a timeout), and
+    only those: a leftover holds the node's CPUs and starves every later test into a timeout."""
+    if shutil.which("squeue") is None:
+        yield
+        return
+    before = _queued_ids()
+    yield
+    leftover = sorted(_queued_ids() - before)
+    if leftover:
+        subprocess.run(["scancel", *leftover], capture_output=True, timeout=20)
 
 
 def sacct(job_id: str, fields: str) -> dict[str, str]:

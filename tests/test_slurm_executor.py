@@ -24,9 +24,10 @@ from harness.execution.base import RunSpec
 from harness.execution.slurm import SlurmExecutor
 from harness.execution.slurm_jobs import read_jobs
 from harness.execution.slurm_settings import export_list, sbatch_options
-from tests.slurm_support import Cluster, sacct, slurm, wait_running
+from tests.slurm_support import Cluster, no_jobs_left_behind, sacct, slurm, wait_running
 
-__all__ = ["slurm"]  # the fixture, imported for the tests below
+__all__ = ["no_jobs_left_behind", "slurm"]  # the fixtures, imported for the tests below
+pytestmark = pytest.mark.usefixtures("no_jobs_left_behind")
 runner = CliRunner()
 SETTINGS = """\
 [slurm]
