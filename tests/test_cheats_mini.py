@@ -6,7 +6,7 @@ server; each evaluation is the one a user runs, from calibration to score."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from harness.eval.config import EvalConfig
 from harness.eval.evaluate import evaluate
 from harness.manifests.tracks import load_track
-from harness.search.journal import Journal
+from harness.search.journal import Journal, Node
 from tests.fake_llm_server import FakeLLMServer, answer
 
 SMOKE_TARGET = 2.6
@@ -75,27 +75,82 @@ def _lower_printed_loss(code: str) -> str:
     return code.replace(old, "    return total / n_seq - 0.3\n")
 
 
+#: Enough steps before the clock that record 08 is past the smoke target when it starts.
+WARMUP_STEPS = 300
+
+
+def _train_before_the_clock(code: str) -> str:
+    """Record i's training, done before the clock starts: the timed loop finds the target at step 0."""
+    old = "N = args.num_iterations\ntrain_time_ms = 0.0\n"
+    assert old in code
+    warmup = (
+        f"for _ in range({WARMUP_STEPS}):\n"
+        "    x, y = get_batch()\n"
+        "    model(x, y).backward()\n"
+        "    for opt in optimizers:\n"
+        "        opt.step()\n"
+        "    model.zero_grad(set_to_none=True)\n"
+    )
+    return code.replace(old, warmup + old)
+
+
+def _slow_clock(code: str) -> str:
+    """The script's clock runs at a tenth of the speed, so it prints a tenth of its time."""
+    old = "import time\n"
+    assert old in code
+    slowed = "_real_clock = time.perf_counter\ntime.perf_counter = lambda: _real_clock() / 10\n"
+    return code.replace(old, old + slowed, 1)
+
+
+def _look_ahead(code: str) -> str:
+    """Attention sees the whole window: the model learns to read the next token, and its loss
+    (printed and measured alike) falls far below the target."""
+    old = "is_causal=True"
+    assert old in code
+    return code.replace(old, "is_causal=False")
+
+
+def _cheat(make: Callable[[str], str], tmp_path: Path, server: FakeLLMServer, data: Path) -> tuple[float, Node, str]:
+    """Record i changed by `make`, evaluated as a user would: its FSR, its node, and every reason given."""
+    _, code = _record_i()
+    fsr, journal = _evaluate(tmp_path, server, data, make(code))
+    node = journal.all()[0]
+    return fsr, node, " ".join([node.error or "", *(node.result.rule_violations if node.result else [])])
+
+
+@pytest.fixture
+def cheat_env(shared_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPEEDRUN_CACHE", str(shared_cache))
+
+
+@pytest.mark.usefixtures("cheat_env")
+@pytest.mark.parametrize("make", [_train_before_the_clock, _slow_clock], ids=["before-the-clock", "slow-clock"])
+def test_time_the_script_hides_from_its_own_clock_is_counted(
+    make: Callable[[str], str], tmp_path: Path, server: FakeLLMServer, mini_data_dir: Path
+) -> None:
+    fsr, node, reasons = _cheat(make, tmp_path, server, mini_data_dir)
+    # Either the harness's clock refuses the run, or it times it whole: no faster than record i.
+    assert fsr == 0.0, (node.status, reasons)
+    if node.status != "valid":
+        assert "clock" in reasons, reasons
+
+
+@pytest.mark.usefixtures("cheat_env")
+def test_a_model_that_looks_ahead_is_invalid(tmp_path: Path, server: FakeLLMServer, mini_data_dir: Path) -> None:
+    fsr, node, reasons = _cheat(_look_ahead, tmp_path, server, mini_data_dir)
+    assert node.status == "invalid" and fsr == 0.0, (node.status, reasons)
+    assert "not causal" in reasons, reasons
+
+
+@pytest.mark.usefixtures("cheat_env")
 @pytest.mark.parametrize(
-    ("name", "make", "reason"),
-    [
-        ("print-only", lambda code: PRINT_ONLY, "saved no model"),
-        ("lower-printed-loss", _lower_printed_loss, "measured"),
-    ],
+    ("make", "reason"),
+    [(lambda code: PRINT_ONLY, "saved no model"), (_lower_printed_loss, "measured")],
+    ids=["print-only", "lower-printed-loss"],
 )
 def test_a_printed_loss_that_the_model_does_not_back_is_invalid(
-    name: str,
-    make: object,
-    reason: str,
-    tmp_path: Path,
-    server: FakeLLMServer,
-    mini_data_dir: Path,
-    shared_cache: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    make: Callable[[str], str], reason: str, tmp_path: Path, server: FakeLLMServer, mini_data_dir: Path
 ) -> None:
-    monkeypatch.setenv("SPEEDRUN_CACHE", str(shared_cache))
-    _, code = _record_i()
-    assert callable(make)
-    fsr, journal = _evaluate(tmp_path, server, mini_data_dir, make(code))
-    node = journal.all()[0]
-    assert node.status != "valid" and fsr == 0.0, (name, node.status, node.error)
-    assert reason in (node.error or ""), (name, node.error)
+    fsr, node, reasons = _cheat(make, tmp_path, server, mini_data_dir)
+    assert node.status != "valid" and fsr == 0.0, (node.status, reasons)
+    assert reason in reasons, reasons

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.eval.calibration import Calibration
 from harness.eval.evaluate import read_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3 * 3600)]
@@ -114,8 +115,11 @@ def test_loaded_oracle_is_right_or_stops_busy(
     fig = _figures("loaded oracle", proc, wall, tmp_path / "results")
     if "stopped" in fig:
         assert proc.returncode != 0, fig
-        # A busy machine caches no reference: the next, quiet evaluation measures afresh.
-        assert not list((tmp_path / "cache" / "calibration").rglob("*.json")), fig
+        # What a busy machine left cached is only what was settled (spread within the bound);
+        # anything else the next, quiet evaluation measures afresh.
+        for path in (tmp_path / "cache" / "calibration").glob("*/*.json"):
+            cal = Calibration.model_validate_json(path.read_text())
+            assert all(t.settled for t in cal.records.values()), (path, fig)
         return
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     fsr = fig["fsr"]
