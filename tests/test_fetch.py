@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 STANDIN = '''"""Stand-in for record {n} of the NanoGPT speedrun (tests only)."""
 import os
 
+train_files, val_files = os.environ["NANOGPT_TRAIN_FILES"], os.environ["NANOGPT_VAL_FILES"]
 if os.environ.get("RANK", "0") == "0":
     assert os.environ["NANOGPT_VAL_TOKENS"] == "10485760"
     print("step:{steps}/{steps} val_loss:3.2700 train_time:{ms}ms step_avg:1.00ms", flush=True)

@@ -103,6 +103,18 @@ def test_records_follow_the_script_contract():
 EXPORT_MARKER = "# The final model, for the harness to score itself"
 
 
+def test_every_record_passes_the_auditor_against_its_predecessor(track):
+    """The human chain is the reference for what the rules allow: no finding at all, whether a
+    record is audited alone or, as the oracle's node is, against the record before it."""
+    from harness.audit import audit
+
+    findings = {}
+    for task in track.tasks():
+        before, after = track.record(task.from_record).code(), track.record(task.to_record).code()
+        findings[task.id] = [str(f) for f in [*audit(after, baseline=before), *audit(before), *audit(after)]]
+    assert len(findings) == len(track.records()) - 1 and not any(findings.values()), findings
+
+
 def test_records_export_their_model_the_same_way():
     """One export snippet for the whole chain, so a record's diff from its predecessor stays its one idea."""
     tails = {}

@@ -5,6 +5,7 @@ showing of tasks after a fetch from a stand-in llm-speedrunner, the exact run ea
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tomllib
@@ -211,6 +212,8 @@ def test_dry_run_prints_container_command_environment_and_limits_for_every_task(
             plan["confirmation"]["against"] == ids[0]
             and plan["confirmation"]["max_pairs"] == EvalConfig.model_fields["confirm_runs"].default
         )
+        # The human change passes the auditor: no finding against record i, none in record i alone.
+        assert len(plan["audit"]) == 2 and not any(plan["audit"].values()), plan["audit"]
     assert not (REPO / "results" / "nanogpt-1__oracle__flat__pseudocode__s0").exists()
 
 
@@ -326,14 +329,16 @@ def test_calibrate_through_torchrun_then_evaluations_use_it(fetched: Path, tmp_p
         "02-tuned-lr-rotary": [standin_time_ms(2)],
     }
 
-    ev = Evaluation(EvalConfig(task="nanogpt-1", model="oracle", data_dir=data))
+    ev = Evaluation(EvalConfig(task="nanogpt-1", model="oracle", data_dir=data, results_dir=tmp_path / "results"))
     assert ev.reference_plan()["source"] == "calibrated"
     ref = ev.reference(get_executor("local"), ev.measure_spec(ev_data(data)))
     assert (ref.source, ref.t_ref_ms, ref.t_next_ms) == ("calibrated", standin_time_ms(1), standin_time_ms(2))
 
     # Asked for, the paper's times, with a warning that names both machines.
     events: list[str] = []
-    cfg2 = EvalConfig(task="nanogpt-2", model="oracle", data_dir=data, references="paper")
+    cfg2 = EvalConfig(
+        task="nanogpt-2", model="oracle", data_dir=data, references="paper", results_dir=tmp_path / "results"
+    )
     ev2 = Evaluation(cfg2, on_event=lambda e: events.append(e.message))
     ref2 = ev2.reference(get_executor("local"), ev2.measure_spec(ev_data(data)))
     assert (ref2.source, ref2.t_ref_ms, ref2.t_next_ms) == ("paper", PAPER[2][0], PAPER[3][0])
@@ -350,3 +355,21 @@ def ev_data(root: Path) -> Any:
 def test_track_manifest_is_valid_toml_with_the_documented_command() -> None:
     data = tomllib.loads((REPO / "tasks" / "nanogpt" / "track.toml").read_text())
     assert data["command"] == ["torchrun", "--standalone", "--nproc_per_node={nproc_per_node}", "train_gpt2.py"]
+
+
+def test_the_real_records_pass_the_auditor(isolated_cache: Path) -> None:
+    """The human chain itself, where a clone of llm-speedrunner is at hand (it is not shipped):
+    `SPEEDRUN_LLM_SPEEDRUNNER=/path/to/clone pytest tests/test_nanogpt_track.py -k real_records`.
+    Every record i+1 against record i, and every record alone, with no finding at all."""
+    from harness.audit import audit
+
+    source = os.environ.get("SPEEDRUN_LLM_SPEEDRUNNER")
+    if not source:
+        pytest.skip("no clone of llm-speedrunner given (set SPEEDRUN_LLM_SPEEDRUNNER to its path)")
+    fetch_records(source)
+    track = load_track("nanogpt")
+    findings = {}
+    for task in track.tasks():
+        before, after = track.record(task.from_record).code(), track.record(task.to_record).code()
+        findings[task.id] = [str(f) for f in [*audit(after, baseline=before), *audit(before), *audit(after)]]
+    assert len(findings) == 19 and not any(findings.values()), {k: v for k, v in findings.items() if v}

@@ -14,6 +14,7 @@ import platform
 from typing import Any, Literal
 
 import harness
+from harness.audit import audit
 from harness.coder.answer_log import count_answer_formats
 from harness.coder.prompts import hints_for, parse_hint_levels
 from harness.confine import read_bounded
@@ -160,11 +161,22 @@ class Evaluation:
                 "max_pairs": self.cfg.confirm_runs,
                 "stops_when": f"the score's {CONFIRM_CONFIDENCE:.0%} interval is narrower than {CONFIRM_TARGET_WIDTH}",
             },
+            "audit": self.audit_plan(),
             "model": self.cfg.model,
             "scaffold": self.scaffold.describe(),
             "hints": self.hint_levels,
             "run_dir": str(self.run_dir),
             "run": self.executor().describe(run),
+        }
+
+    def audit_plan(self) -> dict[str, list[str]]:
+        """The auditor on the human change, as it will judge nodes: record i+1 against record i
+        (what the oracle's node will be held to), and record i alone. Findings here are the
+        auditor's false positives, since every record is allowed."""
+        before, after = self.from_record.code(), self.to_record.code()
+        return {
+            f"{self.to_record.id} against {self.from_record.id}": [str(f) for f in audit(after, baseline=before)],
+            self.from_record.id: [str(f) for f in audit(before)],
         }
 
     def reference_plan(self) -> dict[str, Any]:
