@@ -62,10 +62,13 @@ def _evaluate(tmp_path: Path, server: FakeLLMServer, data: Path, code: str) -> t
     return info.score.fsr, Journal(tmp_path / "results" / info.run_id)
 
 
-PRINT_ONLY = """import os
-os.environ["NANOGPT_TRAIN_FILES"], os.environ["NANOGPT_VAL_FILES"], os.environ["NANOGPT_VAL_TOKENS"]
-print("step:1/1 val_loss:2.5000 train_time:10ms step_avg:10.00ms", flush=True)
-"""
+def _print_only(code: str) -> str:
+    """Record i whole, but it prints a line below the target and exits before it trains or saves
+    anything: a whole-file answer (the coder takes no three-line "file" for a 354-line one)."""
+    old = "import time\n"
+    assert old in code
+    forged = 'print("step:1/1 val_loss:2.5000 train_time:10ms step_avg:10.00ms", flush=True)\nraise SystemExit(0)\n'
+    return code.replace(old, old + forged, 1)
 
 
 def _lower_printed_loss(code: str) -> str:
@@ -145,7 +148,7 @@ def test_a_model_that_looks_ahead_is_invalid(tmp_path: Path, server: FakeLLMServ
 @pytest.mark.usefixtures("cheat_env")
 @pytest.mark.parametrize(
     ("make", "reason"),
-    [(lambda code: PRINT_ONLY, "saved no model"), (_lower_printed_loss, "measured")],
+    [(_print_only, "saved no model"), (_lower_printed_loss, "measured")],
     ids=["print-only", "lower-printed-loss"],
 )
 def test_a_printed_loss_that_the_model_does_not_back_is_invalid(

@@ -24,6 +24,7 @@ from harness.execution.base import RunSpec
 from harness.execution.slurm import SlurmExecutor
 from harness.execution.slurm_jobs import read_jobs
 from harness.execution.slurm_settings import export_list, sbatch_options
+from harness.search.journal import Journal
 from tests.slurm_support import Cluster, no_jobs_left_behind, sacct, slurm, wait_running
 
 __all__ = ["no_jobs_left_behind", "slurm"]  # the fixtures, imported for the tests below
@@ -320,7 +321,8 @@ def test_mini_eval_through_slurm_two_slots_is_scored_like_a_local_one(
     assert len(rows) == 1 and rows.iloc[0]["task"] == task and rows.iloc[0]["fsr"] == rows.iloc[0]["fsr"]
     run_dir = next((tmp_path / "results").glob(f"{task}__*"))
     info = json.loads((run_dir / "run.json").read_text())
-    assert info["status"] == "finished" and info["score"]["valid_nodes"] == 2
+    errors = [f"{n.id} {n.status}: {n.error}" for n in Journal(run_dir).all()]
+    assert info["status"] == "finished" and info["score"]["valid_nodes"] == 2, errors
     starts = []
     for n in (0, 1):
         jobs = read_jobs(run_dir / "nodes" / str(n) / "slurm")

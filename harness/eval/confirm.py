@@ -63,7 +63,7 @@ def confirm(
                 f"record {record_id} did not reach the target in a confirmation run: {r.error or r.val_loss}"
             )
         # The candidate is held to the record run beside it: same machine, same minute.
-        clock = ClockCheck(reference_untimed_s=r.untimed_s) if r.untimed_s is not None else None
+        clock = ClockCheck(reference_untimed_s=r.untimed_s, threads=spec.threads) if r.untimed_s is not None else None
         c = measure_steady(
             candidate,
             run_dir / "confirm" / f"{k}-candidate",

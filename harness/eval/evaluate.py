@@ -237,7 +237,7 @@ class Evaluation:
                     model_check=spec.model_check,
                     clock=None
                     if reference.t_ref_untimed_s is None
-                    else ClockCheck(reference_untimed_s=reference.t_ref_untimed_s),
+                    else ClockCheck(reference_untimed_s=reference.t_ref_untimed_s, threads=spec.threads),
                 ),
                 model=self.model,
                 scaffold=self.scaffold,
