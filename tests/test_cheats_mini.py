@@ -19,10 +19,8 @@ from tests.fake_llm_server import FakeLLMServer, answer
 
 SMOKE_TARGET = 2.6
 
-# Real training of records 08 and 09 and of the cheats: minutes on a quiet 2-core machine. Written
-# in a session whose machine was too loaded to run it (the harness stopped it as "too busy"), so
-# it stays out of the default suite until it has run green: `pytest -m slow tests/test_cheats_mini.py`.
-pytestmark = pytest.mark.slow
+# Real training of records 08 and 09 (one calibration round, shared) and of each cheat at the smoke
+# target: about 100 s for the file on a quiet 2-core machine, so it is part of the default suite.
 
 
 @pytest.fixture(scope="module")
