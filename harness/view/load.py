@@ -54,6 +54,7 @@ class NodeView:
     exchanges: list[Exchange] = field(default_factory=list)
     analysis: str | None = None
     verdict: Verdict | None = None
+    rules_verdict: Verdict | None = None
 
 
 @dataclass
@@ -123,6 +124,7 @@ def _node(
     analysis = read_bounded(run_dir, node_path(nid, ANALYSIS_MD), ANALYSIS_MAX)
     view.analysis = analysis.text if analysis else None
     view.verdict = read_verdict(run_dir, nid)
+    view.rules_verdict = read_verdict(run_dir, nid, "rules")
     return view
 
 
