@@ -300,7 +300,7 @@ def test_scancel_mid_run_redoes_the_node_once(slurm: Cluster, toy_home: Path, tm
     assert info.score.reference.source == "calibrated"  # reference times measured through the same jobs
 
 
-@pytest.mark.slow  # about 6 minutes on 2 cores: two calibration runs, two nodes at once, a confirmation pair
+# About a minute on 2 cores: two calibration runs, two nodes at once, a confirmation pair, at the smoke target.
 @pytest.mark.timeout(1800)
 def test_mini_eval_through_slurm_two_slots_is_scored_like_a_local_one(
     slurm: Cluster, tmp_path: Path, mini_data_dir: Path
