@@ -75,6 +75,24 @@ class RunResult(BaseModel):
 
 
 RunStatus = Literal["valid", "invalid", "buggy"]
+
+
+def verdict_reason(result: RunResult, target_val_loss: float) -> str | None:
+    """Why a run is not valid, in one line (None for a valid run): its failure, the rules it
+    broke, or how far it stayed from the target; every verdict but `valid` carries one."""
+    if result.valid:
+        return None
+    if result.error or result.rule_violations:
+        return "; ".join(([result.error] if result.error else []) + result.rule_violations)
+    if result.diverged:
+        return "the loss diverged (nan or inf)"
+    measured = result.model_eval.loss if result.model_eval is not None else None
+    if not result.reached_target:
+        loss = measured if measured is not None else result.val_loss
+        which = "the harness measured" if measured is not None else "final"
+        shown = f"{which} val_loss {loss:.4f}" if loss is not None else "no val_loss"
+        return f"did not reach the target val_loss {target_val_loss}: {shown}"
+    return "the run printed no train_time, so its time to the target is unknown"
 NO_VALIDATION_LINE = "the run printed no validation line (`step:S/N val_loss:...`)"
 
 

@@ -120,6 +120,18 @@ REFUSED = {
         "diff_mismatch",
         "your diff does not apply: hunk 1",
     ),
+    "the format's placeholder copied as SEARCH": (
+        "train.py\n<<<<<<< SEARCH\nexact lines copied from the current file\n=======\n"
+        "    learning_rate: float = 2e-3\n>>>>>>> REPLACE\n",
+        "placeholder",
+        "its SEARCH part is the format's placeholder words, not code",
+    ),
+    "the format's placeholder copied as REPLACE": (
+        "train.py\n<<<<<<< SEARCH\n    learning_rate: float = 1e-3\n=======\n"
+        "    # (your changed lines go here)\n>>>>>>> REPLACE\n",
+        "placeholder",
+        "its REPLACE part is the format's placeholder words",
+    ),
     "two whole files": (
         fence(NEW) + "\nor, more boldly:\n" + fence(NEW.replace("2e-3", "3e-3")),
         "several_whole_files",
@@ -135,6 +147,19 @@ def test_answers_that_are_refused_say_what_to_send(name: str) -> None:
         apply_answer(answer, FILES, "train.py")
     assert info.value.kind == kind
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_system_prompt_shows_the_format_on_a_real_line_of_the_file() -> None:
+    from harness.coder.prompts import SYSTEM, example_block, example_line
+
+    line = example_line(SCRIPT)
+    assert line is not None and SCRIPT.count(line) == 1 and "environ" not in line
+    system = SYSTEM.format(file="train.py", example=example_block("train.py", SCRIPT))
+    assert "exact lines copied" not in system and f"<<<<<<< SEARCH\n{line}\n=======" in system
+    # A model that copies the example as it stands changes nothing that matters, and it applies.
+    example = system[system.index("train.py\n<<<<<<<") : system.index(">>>>>>> REPLACE") + 16]
+    out = apply_answer(example, FILES, "train.py")
+    assert out.files["train.py"].replace("    # (your changed lines go here)\n", "", 1) == SCRIPT
 
 
 def test_code_block_names() -> None:

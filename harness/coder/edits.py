@@ -111,6 +111,12 @@ def apply_blocks(files: dict[str, str], blocks: list[EditBlock]) -> EditOutcome:
     for n, block in enumerate(blocks, 1):
         where = f"block {n} ({block.file})"
         safe_relpath(block.file, where)
+        if part := _placeholder_part(block):
+            raise EditError(
+                f"{where}: its {part} part is the format's placeholder words, not code; put real lines of "
+                f"{block.file} in SEARCH and your new lines in REPLACE",
+                kind="placeholder",
+            )
         if block.file not in out:
             if block.search.strip():
                 known = ", ".join(sorted(out))
@@ -140,6 +146,26 @@ def apply_blocks(files: dict[str, str], blocks: list[EditBlock]) -> EditOutcome:
         out[block.file] = replaced
         notes.append(f"{where}: matched only when ignoring indentation, trailing spaces and blank lines")
     return EditOutcome(files=out, applied=len(blocks), notes=notes)
+
+
+#: Words that describe a block's parts rather than fill them: small models copy them from a
+#: format description verbatim; an edit made of them would match nothing or put prose in the code.
+_PLACEHOLDERS = (
+    "exact lines copied from the current file",
+    "exact lines from the current file",
+    "the lines that replace them",
+    "lines to find",
+    "lines to replace",
+    "your changed lines go here",
+)
+
+
+def _placeholder_part(block: EditBlock) -> str | None:
+    for name, text in (("SEARCH", block.search), ("REPLACE", block.replace)):
+        words = text.strip().lstrip("#").strip(" ()").lower()
+        if words and any(words == p or words == p + "." for p in _PLACEHOLDERS):
+            return name
+    return None
 
 
 def safe_relpath(name: str, where: str = "") -> str:

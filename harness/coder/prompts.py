@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.coder.edits import render_block
 from harness.confine import read_tail
 from harness.errors import ConfigError
 from harness.logparse import ParsedLog
@@ -18,18 +19,42 @@ You are given a training script and must change it so that it reaches the target
 loss in less training time, while keeping to the rules.
 
 Answer with a short plan (a few sentences), then your edits as SEARCH/REPLACE blocks, each
-preceded by the file name on its own line:
+preceded by the file name on its own line. For example, this block finds one line of the
+current {file} and puts a comment above it:
 
-{file}
-<<<<<<< SEARCH
-exact lines copied from the current file
-=======
-the lines that replace them
->>>>>>> REPLACE
-
+{example}
 Each SEARCH part must match the current file exactly once: copy the lines character for
 character, with enough surrounding lines to be unique. Use several small blocks rather than
 one large one. To create a new file, use an empty SEARCH part."""
+
+#: Small models copy a format's placeholder words into their SEARCH parts verbatim (seen with
+#: Qwen2.5-Coder-1.5B), so the example in the system prompt is a real line of the file.
+EXAMPLE_COMMENT = "# (your changed lines go here)"
+
+
+def example_line(code: str) -> str | None:
+    """A short line of `code` that occurs exactly once, to show the edit format on real text."""
+    lines = code.splitlines()
+    candidates = [
+        line
+        for line in lines
+        if 12 <= len(line.strip()) <= 70 and not line.strip().startswith(("#", '"', "'")) and "=" in line
+        # Not the data contract's lines: the example should point at nothing the rules guard.
+        and "environ" not in line
+    ]
+    for line in candidates:
+        if lines.count(line) == 1 and code.count(line) == 1:
+            return line
+    return None
+
+
+def example_block(file_name: str, code: str) -> str:
+    line = example_line(code)
+    if line is None:
+        line = "import os"  # the form still reads, though this line may not be in the file
+    indent = line[: len(line) - len(line.lstrip())]
+    return render_block(file_name, line + "\n", f"{indent}{EXAMPLE_COMMENT}\n{line}\n")
+
 
 HINT_TITLES = {
     "pseudocode": "Hint (pseudocode of the change)",
@@ -110,7 +135,7 @@ def build_messages(
         parts.append(f"## Direction for this attempt\n\n{feedback.direction}")
     parts.append(f"## Current {file_name}\n\n```python\n{code}```")
     return [
-        Message(role="system", content=SYSTEM.format(file=file_name)),
+        Message(role="system", content=SYSTEM.format(file=file_name, example=example_block(file_name, code))),
         Message(role="user", content="\n\n".join(parts)),
     ]
 

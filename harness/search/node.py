@@ -29,7 +29,7 @@ from harness.fsutil import write_text_atomic
 from harness.logparse import parse_log_file
 from harness.manifests.tracks import Task
 from harness.models.base import CallContext, Model, ModelError, Usage
-from harness.outcome import ClockCheck, RunResult, judge
+from harness.outcome import ClockCheck, RunResult, judge, verdict_reason
 from harness.search.api import Action
 from harness.search.budget import Budget
 from harness.search.journal import ActionKind, Journal, Node, NodeStatus
@@ -283,8 +283,8 @@ class NodeWorker:
     def finish_run(self, job: Job, extra: Usage | None = None) -> Node:
         result = job.result
         assert result is not None
-        # A run that broke a rule says which, as a crash says why.
-        error = result.error or "; ".join(result.rule_violations) or None
+        # A run that broke a rule says which, as a crash says why and a miss by how much.
+        error = verdict_reason(result, self.setup.task.target_val_loss)
         return self.finish(job, result.status, result=result, error=error, summary=job.summary, extra=extra)
 
     def finish(

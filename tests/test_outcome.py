@@ -1,0 +1,22 @@
+"""Every verdict but `valid` carries a one-line reason a user (and a debugging model) can act on."""
+
+from __future__ import annotations
+
+from harness.outcome import RunResult, verdict_reason
+
+
+def test_a_run_that_missed_the_target_says_by_how_much() -> None:
+    missed = RunResult(val_loss=2.8269, train_time_ms=90571.0, exit_code=0, log_finished=True, reached_target=False)
+    assert missed.status == "invalid"
+    assert verdict_reason(missed, 1.77) == "did not reach the target val_loss 1.77: final val_loss 2.8269"
+
+
+def test_a_crash_or_a_broken_rule_gives_its_own_reason_and_a_valid_run_none() -> None:
+    crashed = RunResult(exit_code=1, error="exit status 1")
+    broke = RunResult(val_loss=1.7, train_time_ms=10.0, exit_code=0, reached_target=True, rule_violations=["R2: x"])
+    valid = RunResult(val_loss=1.7, train_time_ms=10.0, exit_code=0, log_finished=True, reached_target=True)
+    assert verdict_reason(crashed, 1.77) == "exit status 1"
+    assert verdict_reason(broke, 1.77) == "R2: x"
+    assert valid.status == "valid" and verdict_reason(valid, 1.77) is None
+    untimed = RunResult(val_loss=1.7, exit_code=0, log_finished=True, reached_target=True)
+    assert untimed.status == "invalid" and "no train_time" in (verdict_reason(untimed, 1.77) or "")
