@@ -93,6 +93,8 @@ def verdict_reason(result: RunResult, target_val_loss: float) -> str | None:
         shown = f"{which} val_loss {loss:.4f}" if loss is not None else "no val_loss"
         return f"did not reach the target val_loss {target_val_loss}: {shown}"
     return "the run printed no train_time, so its time to the target is unknown"
+
+
 NO_VALIDATION_LINE = "the run printed no validation line (`step:S/N val_loss:...`)"
 
 

@@ -38,7 +38,9 @@ def example_line(code: str) -> str | None:
     candidates = [
         line
         for line in lines
-        if 12 <= len(line.strip()) <= 70 and not line.strip().startswith(("#", '"', "'")) and "=" in line
+        if 12 <= len(line.strip()) <= 70
+        and not line.strip().startswith(("#", '"', "'"))
+        and "=" in line
         # Not the data contract's lines: the example should point at nothing the rules guard.
         and "environ" not in line
     ]
