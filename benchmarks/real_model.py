@@ -43,7 +43,8 @@ def main() -> int:
             cmd += ["--model", f"openai/{MODEL_NAME}", "--base-url", server.base_url]
             cmd += ["--scaffold", f"{REPO / 'tests' / 'real_model_scaffold.py'}:DraftsThenDebug", "--nodes", "4"]
             cmd += ["--data-dir", str(data), "--results-dir", str(results), "--calibration-runs", "1"]
-            cmd += ["--confirm-runs", "0"]
+            # One request at a time: the llama-cpp-python server crashes on concurrent ones.
+            cmd += ["--confirm-runs", "0", "--max-connections", "1", "--call-time-limit", "1800"]
             res = CliRunner().invoke(app, cmd)
             (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
             rows.append({"task": args.task, "hints": hints, "exit": res.exit_code, **search_figures(run_dir)})

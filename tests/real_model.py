@@ -107,14 +107,21 @@ def _free_port() -> int:
 
 
 class LlamaServer:
-    """`python -m llama_cpp.server` on 127.0.0.1 with the model, for the duration of a `with`."""
+    """`python -m llama_cpp.server` on 127.0.0.1 with the model, for the duration of a `with`.
+
+    Drive it with one request at a time (`--max-connections 1`): llama-cpp-python's server
+    crashed here (a general protection fault in libggml-cpu) when three drafts asked at once,
+    and every later call found the port closed."""
 
     def __init__(self, python: Path, model: Path, log: Path, n_ctx: int = N_CTX, threads: int | None = None) -> None:
         self.port = _free_port()
         self.log_path = log
         self.cmd = [str(python), "-m", "llama_cpp.server", "--model", str(model), "--model_alias", MODEL_NAME]
         self.cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(n_ctx)]
-        self.cmd += ["--n_threads", str(threads or os.cpu_count() or 2)]
+        # One core fewer than the machine has: the search trains candidates while the model
+        # writes the next one, and a run that loses its core is measured again, then stops the
+        # evaluation as "too busy".
+        self.cmd += ["--n_threads", str(threads or max(1, (os.cpu_count() or 2) - 1))]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

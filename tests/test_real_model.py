@@ -49,6 +49,7 @@ def test_a_real_model_drives_a_search_to_a_verdict_for_every_node(
     args += ["--model", f"openai/{MODEL_NAME}", "--base-url", llama.base_url]
     args += ["--scaffold", f"{REPO / 'tests' / 'real_model_scaffold.py'}:DraftsThenDebug", "--nodes", "4"]
     args += ["--call-time-limit", str(CALL_TIME_LIMIT_S), "--price", "0,0", "--max-cost", "1"]
+    args += ["--max-connections", "1"]
     args += ["--data-dir", str(mini_data_dir), "--results-dir", str(results)]
     args += ["--calibration-runs", "1", "--confirm-runs", "0"]
     res = CliRunner().invoke(app, args)
