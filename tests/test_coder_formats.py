@@ -132,6 +132,11 @@ REFUSED = {
         "placeholder",
         "its REPLACE part is the format's placeholder words",
     ),
+    "the prompt's prose pasted into a whole file": (
+        fence("# Task mini-0: tune the schedule\n\nThe script trains a model; the target is 1.77.\n\n" + NEW),
+        "whole_file_not_python",
+        "your whole-file answer for train.py is not Python (line 3: invalid syntax: 'The script trains",
+    ),
     "two whole files": (
         fence(NEW) + "\nor, more boldly:\n" + fence(NEW.replace("2e-3", "3e-3")),
         "several_whole_files",

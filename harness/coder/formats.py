@@ -9,12 +9,14 @@ the model can act on.
 Every answer gets a format name, counted per run (`harness.coder.answer_log`):
 applied `search_replace`, `search_replace_loose` (matched only ignoring whitespace),
 `whole_file`, `unified_diff`; refused `prose`, `snippets`, `several_whole_files`,
+`whole_file_not_python` (a whole Python file that does not parse),
 `unclosed_block`, `missing_divider`, `search_not_found`, `search_ambiguous`, `empty_search`,
 `unknown_file`, `diff_mismatch`, or `invalid_edit` (any other refusal).
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import re
 from dataclasses import dataclass
@@ -83,8 +85,38 @@ def whole_file_edits(answer: str, files: dict[str, str], main_file: str) -> list
         chosen[main_file] = unnamed[0]
     if not chosen:
         return None
+    for name, code in chosen.items():
+        if problem := _not_python(name, files[name], code):
+            raise FormatRefused(
+                "whole_file_not_python",
+                f"your whole-file answer for {name} is not Python ({problem}); put only the file's code "
+                "in the code block, with no prose or prompt text in it, or use SEARCH/REPLACE blocks",
+            )
     # As edits of the whole text, so that the rules for edits apply to whole files too.
     return [(name, files[name], code) for name, code in chosen.items()]
+
+
+def _not_python(name: str, old: str, new: str) -> str | None:
+    """Why a whole-file replacement of a Python file that parsed does not parse, else None.
+
+    A small model pastes the prompt's prose into the code block with the script; refused here,
+    the answer goes back with the line, instead of ending a node on a syntax error. Only parsed,
+    never compiled or run."""
+    if not name.endswith(".py") or _parse_error(old) is not None:
+        return None
+    return _parse_error(new)
+
+
+def _parse_error(code: str) -> str | None:
+    try:
+        ast.parse(code)
+    except SyntaxError as exc:
+        lines = code.splitlines()
+        at = lines[exc.lineno - 1].strip()[:80] if exc.lineno and 0 < exc.lineno <= len(lines) else ""
+        return f"line {exc.lineno}: {exc.msg}" + (f": {at!r}" if at else "")
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return f"it cannot be parsed: {type(exc).__name__}"
+    return None
 
 
 def diff_edits(answer: str, main_file: str) -> list[Edit] | None:
