@@ -70,8 +70,9 @@ def test_a_real_model_drives_a_search_to_a_verdict_for_every_node(
         assert all(ex.latency_s < CALL_TIME_LIMIT_S + 60 for ex in exchanges)
         answers = read_answers(ndir)
         if answers and answers[-1].applied:
-            # Edits that apply are applied: the node has its own code and its diff.
-            assert (ndir / "workspace").is_dir() and (ndir / "diff.patch").is_file()
+            # Edits that apply are applied: the node has its own code and its diff (a workspace
+            # only if it ran: code the auditor refuses, a syntax error say, never runs).
+            assert (ndir / "code" / "train.py").is_file() and (ndir / "diff.patch").is_file()
         asked = {ex.attempt: ex for ex in exchanges if ex.purpose == "code"}
         for failed in (a for a in answers if not a.applied and a.attempt + 1 in asked):
             # An answer that did not apply went back once, with its reason and only its start.
