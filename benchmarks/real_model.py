@@ -43,7 +43,7 @@ def main() -> int:
             cmd += ["--model", f"openai/{MODEL_NAME}", "--base-url", server.base_url]
             cmd += ["--scaffold", f"{REPO / 'tests' / 'real_model_scaffold.py'}:DraftsThenDebug", "--nodes", "4"]
             cmd += ["--data-dir", str(data), "--results-dir", str(results), "--calibration-runs", "1"]
-            # One request at a time: the llama-cpp-python server crashes on concurrent ones.
+            # One request at a time: the server serves one at a time, see tests/real_model.LlamaServer.
             cmd += ["--confirm-runs", "0", "--max-connections", "1", "--call-time-limit", "1800"]
             res = CliRunner().invoke(app, cmd)
             (run_dir,) = [p for p in results.iterdir() if p.is_dir()]

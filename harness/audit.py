@@ -59,23 +59,32 @@ class Finding(BaseModel):
         return (self.rule, self.message)
 
 
+def parse(code: str) -> ast.Module | SyntaxError:
+    """The script's syntax tree, or why it has none. Hostile code nested thousands deep makes
+    the parser raise RecursionError or MemoryError instead of SyntaxError; both count as not
+    parsing, never as a crash of the harness. Parsed only, never compiled or run."""
+    try:
+        return ast.parse(code)
+    except SyntaxError as exc:
+        return exc
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return SyntaxError(f"it is nested too deeply or is too large to parse ({type(exc).__name__})")
+
+
 def audit(code: str, baseline: str | None = None) -> list[Finding]:
     """The findings of `code`, less those `baseline` (record i's code) has as well."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError as exc:
+    tree = parse(code)
+    if isinstance(tree, SyntaxError):
         return [
             Finding(
-                rule="syntax", severity="violation", message=f"the script does not parse: {exc.msg}", line=exc.lineno
+                rule="syntax", severity="violation", message=f"the script does not parse: {tree.msg}", line=tree.lineno
             )
         ]
     found = _Auditor(tree).run()
-    if baseline is None:
+    base = parse(baseline) if baseline is not None else None
+    if base is None or isinstance(base, SyntaxError):
         return found
-    try:
-        allowed = {f.key for f in _Auditor(ast.parse(baseline)).run()}
-    except SyntaxError:
-        return found
+    allowed = {f.key for f in _Auditor(base).run()}
     return [f for f in found if f.key not in allowed]
 
 

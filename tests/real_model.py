@@ -115,9 +115,9 @@ def _free_port() -> int:
 class LlamaServer:
     """`python -m llama_cpp.server` on 127.0.0.1 with the model, for the duration of a `with`.
 
-    Drive it with one request at a time (`--max-connections 1`): llama-cpp-python's server
-    crashed here (a general protection fault in libggml-cpu) when three drafts asked at once,
-    and every later call found the port closed."""
+    Drive it with one request at a time (`--max-connections 1`): the server works on one request
+    at a time anyway, so concurrent calls only wait and run into their time limits, and
+    concurrent requests are a known way to crash it (llama-cpp-python issue 1367)."""
 
     def __init__(self, python: Path, model: Path, log: Path, n_ctx: int = N_CTX, threads: int | None = None) -> None:
         self.port = _free_port()

@@ -137,6 +137,11 @@ REFUSED = {
         "whole_file_not_python",
         "your whole-file answer for train.py is not Python (line 3: invalid syntax: 'The script trains",
     ),
+    "a whole file nested past the parser's limits": (
+        fence(NEW + "x = 1" + "[0]" * 100_000 + "\n"),
+        "whole_file_not_python",
+        "your whole-file answer for train.py is not Python (it is nested too deeply",
+    ),
     "two whole files": (
         fence(NEW) + "\nor, more boldly:\n" + fence(NEW.replace("2e-3", "3e-3")),
         "several_whole_files",

@@ -16,10 +16,11 @@ applied `search_replace`, `search_replace_loose` (matched only ignoring whitespa
 
 from __future__ import annotations
 
-import ast
 import difflib
 import re
 from dataclasses import dataclass
+
+from harness.audit import parse
 
 #: One edit as `edits.EditBlock` takes it: the file, the text it replaces, the replacement.
 Edit = tuple[str, str, str]
@@ -100,23 +101,15 @@ def _not_python(name: str, old: str, new: str) -> str | None:
     """Why a whole-file replacement of a Python file that parsed does not parse, else None.
 
     A small model pastes the prompt's prose into the code block with the script; refused here,
-    the answer goes back with the line, instead of ending a node on a syntax error. Only parsed,
-    never compiled or run."""
-    if not name.endswith(".py") or _parse_error(old) is not None:
+    the answer goes back with the line, instead of ending a node on a syntax error."""
+    if not name.endswith(".py") or isinstance(parse(old), SyntaxError):
         return None
-    return _parse_error(new)
-
-
-def _parse_error(code: str) -> str | None:
-    try:
-        ast.parse(code)
-    except SyntaxError as exc:
-        lines = code.splitlines()
-        at = lines[exc.lineno - 1].strip()[:80] if exc.lineno and 0 < exc.lineno <= len(lines) else ""
-        return f"line {exc.lineno}: {exc.msg}" + (f": {at!r}" if at else "")
-    except (ValueError, RecursionError, MemoryError) as exc:
-        return f"it cannot be parsed: {type(exc).__name__}"
-    return None
+    error = parse(new)
+    if not isinstance(error, SyntaxError):
+        return None
+    lines = new.splitlines()
+    at = lines[error.lineno - 1].strip()[:80] if error.lineno and 0 < error.lineno <= len(lines) else ""
+    return (f"line {error.lineno}: " if error.lineno else "") + str(error.msg) + (f": {at!r}" if at else "")
 
 
 def diff_edits(answer: str, main_file: str) -> list[Edit] | None:
