@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel
 
+from harness.audit import parse
 from harness.errors import SpeedrunError
 from harness.eval.calibration import REFERENCES_DIR
 from harness.eval.log import RunInfo
@@ -55,9 +56,8 @@ _SPACE = re.compile(r"\s+")
 
 def _docstring_lines(source: str) -> set[int]:
     """1-based line numbers of the module's, classes' and functions' docstrings."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    tree = parse(source)
+    if isinstance(tree, SyntaxError):
         return set()
     out: set[int] = set()
     for node in ast.walk(tree):

@@ -109,6 +109,12 @@ def test_a_script_that_does_not_tokenize_is_compared_with_its_comments() -> None
     assert code_lines(broken) == ["x = (1,", "# a comment"]
 
 
+def test_a_candidate_nested_past_the_parsers_limits_is_compared_line_by_line() -> None:
+    deep = "x = 1" + "[0]" * 100_000 + "\n# a comment\n"
+    assert [line[:11] for line in code_lines(deep)] == ["x = 1[0][0]"]
+    assert similarity(RECORD_I, RECORD_NEXT, RECORD_I + deep).lines == 0.0
+
+
 MINI_TASKS = [t.id for t in load_track("mini").tasks()]
 
 
