@@ -79,6 +79,9 @@ class FsrEstimate(BaseModel):
     #: The interval with t_{i+1}/t_i taken as exact: the part that more pairs can narrow.
     pairs_low: float | None = None
     pairs_high: float | None = None
+    #: t_{i+1}/t_i was measured in the same rounds as the candidate (record i, record i+1 and
+    #: the candidate side by side), so each round gives both ratios and more rounds narrow both.
+    next_in_rounds: bool = False
 
     @property
     def width(self) -> float | None:
@@ -90,13 +93,15 @@ class FsrEstimate(BaseModel):
 
     @property
     def pairs_confidence(self) -> float:
-        """Coverage of `pairs_low`/`pairs_high`: the range's of the pairs alone, or the bootstrap's."""
-        return range_coverage(self.pairs) if self.method == "range" else self.confidence
+        """Coverage of `pairs_low`/`pairs_high`: the range's of the pairs alone, or the bootstrap's
+        (with record i+1 in the rounds, the whole interval's)."""
+        return range_coverage(self.pairs) if self.method == "range" and not self.next_in_rounds else self.confidence
 
     def label(self) -> str:
         """`FSR 0.91 [0.78, 1.05] from 8 pairs`, saying how the interval was formed when it is
         not a 95% bootstrap."""
-        noun = "pair" if self.pairs == 1 else "pairs"
+        noun = "round" if self.next_in_rounds else "pair"
+        noun += "" if self.pairs == 1 else "s"
         if self.low is None or self.high is None:
             return f"FSR {self.fsr:.2f} from {self.pairs} {noun} (no interval)"
         text = f"FSR {self.fsr:.2f} [{self.low:.2f}, {self.high:.2f}] from {self.pairs} {noun}"
@@ -131,22 +136,27 @@ def estimate_fsr(
     confidence: float = 0.95,
     n_resamples: int = N_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
+    next_in_rounds: bool = False,
 ) -> FsrEstimate:
     """FSR and its interval from the paired ratios t'/t_i of the confirmation runs.
 
-    `next_ratio` is t_{i+1}/t_i (a calibration's median paired ratio, or the paper's).
-    `next_ratios`, the calibration's per-round paired ratios, puts record i+1's own spread
-    into the interval; with fewer than two rounds, or for the paper's times, it is taken as
-    exact. How the interval is formed:
+    `next_ratio` is t_{i+1}/t_i (a calibration's median paired ratio, the paper's, or the
+    median over the confirmation rounds). `next_ratios`, its per-round paired ratios, puts
+    record i+1's own spread into the interval; with fewer than two rounds, or for the paper's
+    times, it is taken as exact. With `next_in_rounds` they come from the confirmation's own
+    rounds (record i, record i+1 and the candidate run side by side, one ratio of each per
+    round): both spreads then narrow with more rounds, and the two ratios of a round share its
+    record-i run, so rounds are resampled whole. How the interval is formed:
 
     - 1 pair: no interval (`single`), nothing says how far that one pair is off.
     - 2..5 pairs (`range`): from the extreme runs, i.e. the worst and best combination of the
       pairs' range and the calibration rounds' range. A range of n runs contains the median
       with probability 1 - 2^(1-n) (50%, 75%, 87.5%, 93.8% for 2..5), the product of the two
-      when both spread; that exact coverage is reported, not a nominal 95%.
+      when both spread (calibration rounds, independent of the pairs) or at least their sum
+      minus one (rounds shared with the pairs); that coverage is reported, not a nominal 95%.
     - 6 or more pairs (`bootstrap`): scipy's percentile bootstrap of the score, resampling
-      pairs and calibration rounds independently. Percentile, not BCa: BCa's acceleration
-      comes from the jackknife, which is unreliable for a median.
+      pairs and calibration rounds independently, or whole rounds. Percentile, not BCa: BCa's
+      acceleration comes from the jackknife, which is unreliable for a median.
 
     Raises ValueError with no pairs, or when record i+1 is not faster than record i (in the
     point ratio or in any calibration round: its spread then has no bound).
@@ -155,6 +165,8 @@ def estimate_fsr(
     if cand.size == 0:
         raise ValueError("no paired runs to estimate FSR from")
     nxt = np.asarray(next_ratios, dtype=float)
+    if next_in_rounds and nxt.size != cand.size:
+        raise ValueError(f"{nxt.size} ratios of record i+1 for {cand.size} rounds: each round has one of each")
     if next_ratio >= 1 or (nxt.size and float(nxt.max()) >= 1):
         raise ValueError(
             f"record i+1 is not faster than record i (t_i+1/t_i {next_ratio:.3f}"
@@ -165,10 +177,10 @@ def estimate_fsr(
     point_ratio = float(np.median(cand))
 
     def interval(spread: Any) -> tuple[float | None, float | None, FsrMethod, float]:
-        return _interval(cand, spread, next_ratio, min_speedup, confidence, n_resamples, seed)
+        return _interval(cand, spread, next_ratio, min_speedup, confidence, n_resamples, seed, next_in_rounds)
 
     low, high, method, coverage = interval(spread)
-    pairs_low, pairs_high = (low, high) if spread is None else interval(None)[:2]
+    pairs_low, pairs_high = (low, high) if spread is None or next_in_rounds else interval(None)[:2]
     return FsrEstimate(
         fsr=fsr_from_ratios(point_ratio, next_ratio, min_speedup),
         low=low,
@@ -180,7 +192,8 @@ def estimate_fsr(
         pairs_high=pairs_high,
         candidate_ratio=point_ratio,
         next_ratio=next_ratio,
-        calibration_rounds=0 if spread is None else int(spread.size),
+        calibration_rounds=0 if spread is None or next_in_rounds else int(spread.size),
+        next_in_rounds=next_in_rounds,
     )
 
 
@@ -192,6 +205,7 @@ def _interval(
     confidence: float,
     n_resamples: int,
     seed: int,
+    in_rounds: bool = False,
 ) -> tuple[float | None, float | None, FsrMethod, float]:
     """(low, high, method, coverage) of the score; `spread` None takes `next_ratio` as exact."""
     if cand.size == 1:
@@ -201,7 +215,14 @@ def _interval(
         # The score falls as the candidate ratio rises and (when positive) rises with t_{i+1}/t_i.
         low = float(_scored(cand.max(), nxt.min(), min_speedup))
         high = float(_scored(cand.min(), nxt.max(), min_speedup))
-        coverage = range_coverage(cand.size) * (1.0 if spread is None else range_coverage(nxt.size))
+        if spread is None:
+            coverage = range_coverage(cand.size)
+        elif in_rounds:
+            # Both ratios come from the same rounds, so they are not independent: the chance that
+            # both ranges hold their medians is only bounded below (Bonferroni), not a product.
+            coverage = max(0.0, range_coverage(cand.size) + range_coverage(nxt.size) - 1.0)
+        else:
+            coverage = range_coverage(cand.size) * range_coverage(nxt.size)
         return low, high, "range", coverage
 
     from scipy import stats
@@ -215,7 +236,9 @@ def _interval(
         statistic,
         n_resamples=n_resamples,
         vectorized=True,
-        paired=False,
+        # Rounds are resampled whole when record i+1 ran in them: its ratio and the candidate's
+        # share that round's record-i run.
+        paired=in_rounds and spread is not None,
         confidence_level=confidence,
         method="percentile",
         rng=np.random.default_rng(seed),
@@ -235,11 +258,12 @@ def need_another_pair(
 
     No once `max_pairs` are in (the cap: `--confirm-runs`). Otherwise yes while fewer than
     `min_pairs`, and while the part of the interval that pairs can narrow (`pairs_low` ..
-    `pairs_high`: record i+1's calibration spread left out, since more pairs do not shrink it)
-    is missing, covers less than `confidence` (a range of under six pairs does: see
-    `estimate_fsr`), or is wider than `target_width` FSR. So with the defaults a confirmation
-    stops at six pairs at the earliest, unless the cap is lower; a caller that accepts a
-    range's coverage passes a lower `confidence` (0.85 lets four agreeing pairs stop it)."""
+    `pairs_high`: record i+1's calibration spread left out, since more pairs do not shrink it;
+    all of it when record i+1 runs in the rounds too) is missing, covers less than `confidence`
+    (a range of under six pairs does: see `estimate_fsr`), or is wider than `target_width` FSR.
+    So with the defaults a confirmation stops at six pairs at the earliest, unless the cap is
+    lower; a caller that accepts a range's coverage passes a lower `confidence` (0.85 lets four
+    agreeing pairs stop it, or five rounds with record i+1 in them)."""
     if estimate.pairs >= max_pairs:
         return False
     width = estimate.pairs_width

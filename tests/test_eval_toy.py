@@ -47,6 +47,28 @@ def test_oracle_recovers_the_speedup(toy_home: Path, tmp_path: Path) -> None:
     recorded = read_run(run_dir)
     assert recorded is not None and recorded.status == "finished"
     assert recorded.sandboxed == (bwrap.unavailable() is None)
+    # Record i+1 ran in every confirmation round, and its ratio there is the score's denominator.
+    conf = info.score.confirmation
+    assert conf is not None and conf.next_record == "01-rate0.04" and len(conf.next_ms) == len(conf.candidate_ms) == 2
+    assert all((run_dir / "confirm" / f"{k}-next" / "run.log").is_file() for k in range(2))
+    est = info.score.estimate
+    assert est is not None and est.next_in_rounds and est.next_ratio == pytest.approx(sum(conf.next_ratios) / 2)
+
+
+def test_a_confirmation_without_record_i_plus_1_is_measured_again(toy_home: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "oracle", scaffold_args={"nodes": 1}, confirm_runs=1, calibration_runs=1)
+    first = evaluate(cfg)
+    run_dir = tmp_path / "results" / first.run_id
+    old = json.loads((run_dir / "confirm.json").read_text())
+    old.update(next_ms=[], next_record=None, candidate_ms=[1.0], reference_ms=[1000.0])
+    (run_dir / "confirm.json").write_text(json.dumps(old))
+    run = json.loads((run_dir / "run.json").read_text())
+    run.update(status="running", score=None)
+    (run_dir / "run.json").write_text(json.dumps(run))
+    again = evaluate(cfg)
+    assert again.score is not None and again.score.confirmation is not None
+    assert again.score.confirmation.candidate_ms != [1.0], "a two-way pair is not completed, it is re-run"
+    assert len(again.score.confirmation.next_ms) == 1
 
 
 def test_null_scores_zero(toy_home: Path, tmp_path: Path) -> None:

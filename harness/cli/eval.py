@@ -319,8 +319,10 @@ def _print_score(tid: str, info: Any) -> None:
     if s.fsr > REVIEW_FSR:
         console.print(f"  [yellow]FSR above {REVIEW_FSR}: flagged for review[/yellow]", highlight=False)
     if s.candidate_ratio is not None:
+        # The denominator the score used: the confirmation rounds' where record i+1 ran in them.
+        nxt = s.estimate.next_ratio if s.estimate is not None else ref.next_ratio
         console.print(
-            f"  time ratio candidate/record {s.candidate_ratio:.3f} vs record {ref.to_record} {ref.next_ratio:.3f}",
+            f"  time ratio candidate/record {s.candidate_ratio:.3f} vs record {ref.to_record} {nxt:.3f}",
             highlight=False,
         )
 

@@ -1,5 +1,10 @@
 """The best node re-run side by side with record i (A B A B ...), kept in confirm.json so a
-resumed evaluation continues the pairs instead of starting them again."""
+resumed evaluation continues the pairs instead of starting them again.
+
+With record i+1 given, every round runs it too (record i, then record i+1 and the node in
+alternating order): the score divides the node's speed-up by record i+1's, and on a small
+speed-up a few per cent of noise in that denominator moves the FSR by a whole point, so it is
+measured in the same minutes as the numerator instead of coming from the calibration."""
 
 from __future__ import annotations
 
@@ -38,24 +43,35 @@ def confirm(
     emit: EventSink,
     seeds: list[int] | None = None,
     enough: Callable[[Confirmation], bool] | None = None,
+    next_record: tuple[str, dict[str, str]] | None = None,
 ) -> Confirmation:
     """Pairs of (record i, candidate) runs, at most `runs` (and at least one per seed), stopping
     early once `enough(conf)` says the pairs pin the score down; record i must reach the target.
-    Pair k runs both scripts with seed `seeds[k % len(seeds)]`."""
+    Pair k runs both scripts with seed `seeds[k % len(seeds)]`. `next_record` (its id and files)
+    adds record i+1 to every pair, which must reach the target as well."""
     seeds = seeds or [int(spec.env.get("SPEEDRUN_SEED", "0"))]
     runs = max(runs, len(seeds))
     findings = audit(candidate.get(main_file, ""), baseline=record.get(main_file))
     path = run_dir / CONFIRM_JSON
     conf = Confirmation(node=node_id)
+    next_id = next_record[0] if next_record else None
     if path.is_file():
         old = Confirmation.model_validate_json(path.read_text())
-        if old.node == node_id:
+        # Rounds kept from a confirmation without record i+1 (or with another) cannot be
+        # completed to three-way rounds: they are measured again.
+        if (
+            old.node == node_id
+            and old.next_record == next_id
+            and len(old.next_ms) == (len(old.candidate_ms) if next_id else 0)
+        ):
             conf = old
+    conf.next_record = next_id
     while len(conf.candidate_ms) < runs and not (len(conf.candidate_ms) >= len(seeds) and enough and enough(conf)):
         k = len(conf.candidate_ms)
         seed = seeds[k % len(seeds)]
         pair_spec = spec.model_copy(update={"env": {**spec.env, "SPEEDRUN_SEED": str(seed)}})
-        emit(Event("phase", f"confirming node {node_id} against {record_id} (pair {k + 1}/{runs})"))
+        against = f"{record_id} and {next_id}" if next_id else record_id
+        emit(Event("phase", f"confirming node {node_id} against {against} (pair {k + 1}/{runs})"))
         ref_dir = run_dir / "confirm" / f"{k}-reference"
         r = measure_steady(record, ref_dir, pair_spec, executor, f"record {record_id}", emit=emit)
         if not r.valid or r.train_time_ms is None:
@@ -64,6 +80,13 @@ def confirm(
             )
         # The candidate is held to the record run beside it: same machine, same minute.
         clock = ClockCheck(reference_untimed_s=r.untimed_s, threads=spec.threads) if r.untimed_s is not None else None
+
+        # Record i+1 runs before the node in even rounds and after it in odd ones, so that a drift
+        # within a round favours neither.
+        next_ms: float | None = None
+        next_dir = run_dir / "confirm" / f"{k}-next"
+        if next_record is not None and k % 2 == 0:
+            next_ms = _run_next(next_record, next_dir, pair_spec, executor, emit)
         c = measure_steady(
             candidate,
             run_dir / "confirm" / f"{k}-candidate",
@@ -74,7 +97,11 @@ def confirm(
             clock=clock,
             emit=emit,
         )
+        if next_record is not None and k % 2 == 1:
+            next_ms = _run_next(next_record, next_dir, pair_spec, executor, emit)
         conf.reference_ms.append(r.train_time_ms)
+        if next_ms is not None:
+            conf.next_ms.append(next_ms)
         conf.candidate_ms.append(c.time_ms if c.valid and c.time_ms else float("inf"))
         conf.candidate_valid.append(c.valid)
         conf.seeds.append(seed)
@@ -87,10 +114,22 @@ def confirm(
                 _holdout(run_dir / "confirm" / f"{k}-candidate" / "workspace", spec.model_check)
             )
         write_text_atomic(path, conf.model_dump_json(indent=2))
+        nxt = f", record {next_id} {next_ms / 1000:.1f} s" if next_ms is not None else ""
         emit(
             Event(
                 "info",
-                f"pair {k + 1}: record {r.train_time_ms / 1000:.1f} s, node {node_id} {(c.time_ms or 0) / 1000:.1f} s",
+                f"pair {k + 1}: record {record_id} {r.train_time_ms / 1000:.1f} s{nxt}, "
+                f"node {node_id} {(c.time_ms or 0) / 1000:.1f} s",
             )
         )
     return conf
+
+
+def _run_next(
+    next_record: tuple[str, dict[str, str]], out: Path, spec: MeasureSpec, executor: Executor, emit: EventSink
+) -> float:
+    record_id, files = next_record
+    n = measure_steady(files, out, spec, executor, f"record {record_id}", emit=emit)
+    if not n.valid or n.train_time_ms is None:
+        raise ConfigError(f"record {record_id} did not reach the target in a confirmation run: {n.error or n.val_loss}")
+    return n.train_time_ms

@@ -27,7 +27,7 @@ from harness.eval.confirm import confirm
 from harness.eval.log import Confirmation, Reference, RunInfo, TaskScore, read_run, write_run
 from harness.eval.measure import MeasureSpec
 from harness.eval.reference import reference_plan, reference_times
-from harness.eval.score import score_task
+from harness.eval.score import confirmation_estimate, score_task
 from harness.eval.setup import track_command, track_env, track_executor, track_model_check
 from harness.events import Event, EventSink, ignore
 from harness.execution.base import Executor
@@ -38,7 +38,7 @@ from harness.manifests.tracks import Task, Track, get_task, load_track
 from harness.models import get_model
 from harness.models.pricing import require_price
 from harness.outcome import ClockCheck
-from harness.scoring import estimate_fsr, need_another_pair
+from harness.scoring import need_another_pair
 from harness.search import get_scaffold
 from harness.search.budget import Budget
 from harness.search.engine import Engine, EngineConfig, spent
@@ -157,7 +157,11 @@ class Evaluation:
             "reference_times": self.reference_plan(),
             "confirmation": {
                 "against": self.from_record.id,
-                "on": "this machine, side by side (record i, node, record i, node, ...)",
+                "on": (
+                    f"this machine, in rounds of record i, record {self.to_record.id} and the node"
+                    if self.cfg.references == "measured"
+                    else "this machine, side by side (record i, node, record i, node, ...)"
+                ),
                 "max_pairs": self.cfg.confirm_runs,
                 "stops_when": f"the score's {CONFIRM_CONFIDENCE:.0%} interval is narrower than {CONFIRM_TARGET_WIDTH}",
             },
@@ -352,16 +356,27 @@ class Evaluation:
             emit=self.emit,
             seeds=[self.cfg.seed + k for k in range(self.cfg.seeds)],
             enough=lambda conf: self._enough_pairs(conf, reference),
+            next_record=self._next_in_rounds(reference),
         )
+
+    def _next_in_rounds(self, reference: Reference) -> tuple[str, dict[str, str]] | None:
+        """Record i+1 for the confirmation's rounds, where its time is measured here (calibrated
+        references): the paper's times are the denominator as published."""
+        if reference.source != "calibrated":
+            return None
+        return self.to_record.id, {self.to_record.script: self.to_record.code()}
 
     def _enough_pairs(self, conf: Confirmation, reference: Reference) -> bool:
         """The confirmation's stopping rule: the interval from the pairs so far is narrow enough
         (`scoring.need_another_pair`), or a candidate run already failed (it scores 0 anyway)."""
         if not all(conf.candidate_valid):
             return True
-        if reference.next_ratio >= 1 or len(conf.ratios) < 2:
+        if len(conf.ratios) < 2:
             return False
-        est = estimate_fsr(conf.ratios, reference.next_ratio, min_speedup=self.track.min_speedup)
+        try:
+            est = confirmation_estimate(conf, reference, self.track.min_speedup)
+        except ValueError:
+            return False  # record i+1 was not faster in some round: no interval yet
         return not need_another_pair(
             est,
             target_width=CONFIRM_TARGET_WIDTH,

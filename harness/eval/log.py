@@ -40,11 +40,15 @@ class Reference(BaseModel):
 
 
 class Confirmation(BaseModel):
-    """The best node re-run side by side with record i."""
+    """The best node re-run side by side with record i (and, for calibrated references, record
+    i+1: one round runs all three, so t_{i+1}/t_i is paired as tightly as the candidate's ratio)."""
 
     node: int
     candidate_ms: list[float] = Field(default_factory=list)
     reference_ms: list[float] = Field(default_factory=list)
+    #: Record i+1's time in each round, where it ran in the rounds (empty otherwise).
+    next_ms: list[float] = Field(default_factory=list)
+    next_record: str | None = None
     candidate_valid: list[bool] = Field(default_factory=list)
     #: Why a candidate run did not count (its error or the rule it broke), per pair.
     candidate_errors: list[str] = Field(default_factory=list)
@@ -73,6 +77,13 @@ class Confirmation(BaseModel):
     @property
     def ratios(self) -> list[float]:
         return paired_ratios(self.candidate_ms, self.reference_ms)
+
+    @property
+    def next_ratios(self) -> list[float]:
+        """t_{i+1}/t_i per round; empty unless record i+1 ran in every round."""
+        if not self.next_ms or len(self.next_ms) != len(self.reference_ms):
+            return []
+        return paired_ratios(self.next_ms, self.reference_ms)
 
 
 class TaskScore(BaseModel):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from harness.eval.log import Confirmation, Reference, TaskScore
 from harness.eval.model_check import HOLDOUT_MARGIN
-from harness.scoring import estimate_fsr, fsr, fsr_from_ratios, record_rule
+from harness.scoring import FsrEstimate, estimate_fsr, fsr, fsr_from_ratios, record_rule
 from harness.search.journal import Journal
 
 #: A best node this much slower than record i in its own run is not confirmed: run-to-run noise
@@ -62,6 +62,17 @@ def score_task(
     conf = confirm(best.id)
     ratio = statistics.median(conf.ratios) if all(conf.candidate_valid) and conf.ratios else None
     note = "" if ratio is not None else "the best node did not reach the target in every confirmation run"
+    next_ratio = ref.next_ratio
+    if conf.next_ratios:
+        next_ratio = statistics.median(conf.next_ratios)
+        if next_ratio >= 1:
+            note = (
+                f"undefined: record {ref.to_record} was not faster than {ref.from_record} in the confirmation "
+                f"rounds (t_i+1/t_i {next_ratio:.3f})"
+            )
+            return TaskScore(
+                fsr=0.0, candidate_ratio=ratio, confirmation=conf, note=note, protection=protection, **common
+            )
     held_out = conf.holdout_problem(HOLDOUT_MARGIN)
     if held_out is not None:
         ratio, note = None, held_out
@@ -71,12 +82,15 @@ def score_task(
     if verdict is not None and not verdict.counts and ratio is not None:
         ratio, note = None, f"record rule: {verdict.label()}"
     estimate = None
-    if ratio is not None and ref.next_ratio < 1:
-        estimate = estimate_fsr(conf.ratios, ref.next_ratio, next_ratios=ref.next_ratios, min_speedup=min_speedup)
+    if ratio is not None:
+        try:
+            estimate = confirmation_estimate(conf, ref, min_speedup)
+        except ValueError as exc:
+            note = f"no interval: {exc}"
     if ratio is not None and ratio >= 1.0 - min_speedup:
         note = f"not faster than record i beyond the track's noise margin ({min_speedup:.0%})"
     return TaskScore(
-        fsr=fsr_from_ratios(ratio, ref.next_ratio, min_speedup),
+        fsr=fsr_from_ratios(ratio, next_ratio, min_speedup),
         candidate_ratio=ratio,
         confirmation=conf,
         estimate=estimate,
@@ -85,3 +99,15 @@ def score_task(
         protection=[*protection, "confirmed"],
         **common,
     )
+
+
+def confirmation_estimate(conf: Confirmation, ref: Reference, min_speedup: float) -> FsrEstimate:
+    """The FSR interval of a confirmation: over its own rounds where record i+1 ran in them,
+    else against the reference's t_{i+1}/t_i (calibration rounds or the paper). ValueError
+    where record i+1 was not faster in some round (`estimate_fsr`)."""
+    if conf.next_ratios:
+        rounds = conf.next_ratios
+        return estimate_fsr(
+            conf.ratios, statistics.median(rounds), next_ratios=rounds, min_speedup=min_speedup, next_in_rounds=True
+        )
+    return estimate_fsr(conf.ratios, ref.next_ratio, next_ratios=ref.next_ratios, min_speedup=min_speedup)
