@@ -81,7 +81,7 @@ def run_cost(run_dir: Path, info: RunInfo) -> RunCost:
     conf = read_confirmation(run_dir)
     confirm_ms = 0.0
     if conf is not None:
-        confirm_ms = sum(t for t in [*conf.candidate_ms, *conf.reference_ms] if t != float("inf"))
+        confirm_ms = sum(t for t in [*conf.candidate_ms, *conf.reference_ms, *conf.next_ms] if t != float("inf"))
     hours = search_s / 3600 + confirm_ms / 3.6e6
     gpus = _gpus_per_run(info)
     gpu_hours = hours * gpus if gpus else None

@@ -74,7 +74,9 @@ def results(toy_home: Path, tmp_path: Path) -> Path:
         fsr=0.8,
     )
     (a / "confirm.json").write_text(
-        Confirmation(node=2, candidate_ms=[600.0, 700.0], reference_ms=[1000.0, 1000.0]).model_dump_json()
+        Confirmation(
+            node=2, candidate_ms=[600.0, 700.0], reference_ms=[1000.0, 1000.0], next_ms=[500.0, 550.0]
+        ).model_dump_json()
     )
     # Run B, same agent: one node at 700 ms (FSR 0.6) that cost a dollar.
     _run(root, "b", [_node(0, "valid", 700.0, 1.0, 50.0)], fsr=0.6)
@@ -88,8 +90,9 @@ def test_run_cost_counts_node_wall_times_and_confirmation_runs(results: Path) ->
     assert info is not None
     cost = run_cost(results / "a", info)
     assert cost.search_hours == pytest.approx(600 / 3600)
-    assert cost.confirm_hours == pytest.approx(3300 / 3.6e6)
-    assert cost.cpu_hours == pytest.approx(600 / 3600 + 3300 / 3.6e6) and cost.gpu_hours is None
+    # Record i+1's runs in the rounds count too: 600 + 700 + 2 x 1000 + 500 + 550 ms.
+    assert cost.confirm_hours == pytest.approx(4350 / 3.6e6)
+    assert cost.cpu_hours == pytest.approx(600 / 3600 + 4350 / 3.6e6) and cost.gpu_hours is None
     assert cost.fsr_per_usd == pytest.approx(0.8 / 0.5)
     assert cost.fsr_per_cpu_hour == pytest.approx(0.8 / cost.cpu_hours)
 

@@ -4,7 +4,8 @@ the smoke variant runs the same path at a loose target in the default suite.
 
 By hand: `pytest -m slow tests/test_mini_eval.py -k first_task` (about 45 minutes on a 2-core
 machine: one calibration round of records 00 and 01, the oracle's node and two confirmation
-pairs, the null's node; the null's unchanged script is not re-measured). The oracle on every
+rounds of records 00, 01 and the node, the null's node; the null's unchanged script is not
+re-measured). The oracle on every
 task is `-k every_task` (hours: each task calibrates and confirms its own pair of records;
 `-k "every_task and mini-8"` picks one)."""
 
@@ -72,7 +73,7 @@ def test_oracle_first_task_fsr_near_one(
     tmp_path: Path, mini_data_dir: Path, calibration_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SPEEDRUN_CACHE", str(calibration_cache))
-    # One calibration round gives t_{i+1}/t_i; the candidate's ratio is the median of two pairs.
+    # Two confirmation rounds of records 00, 01 and the node give both ratios of the score.
     info = evaluate(_cfg(tmp_path, mini_data_dir, "oracle", calibration_runs=1, confirm_runs=2))
     assert info.score is not None
     print(info.score.model_dump_json(indent=2))
@@ -102,7 +103,8 @@ def test_oracle_fsr_near_one_on_every_task(
     task: str, tmp_path: Path, mini_data_dir: Path, calibration_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every record of the chain passes the harness's checks as the oracle's node, and its
-    speed-up is recovered: the default confirmation (pairs until the interval is narrow)."""
+    speed-up is recovered: the default confirmation (rounds of record i, record i+1 and the
+    node until the interval is narrow, at most four)."""
     monkeypatch.setenv("SPEEDRUN_CACHE", str(calibration_cache))
     info = evaluate(_cfg(tmp_path, mini_data_dir, "oracle", task=task, calibration_runs=1))
     assert info.score is not None
