@@ -249,3 +249,22 @@ def test_cli_calibrate_takes_executor_settings(toy_home: Path, tmp_path: Path) -
     assert list(out["records"]) == ["00-rate0.02"] and len(out["records"]["00-rate0.02"]["times_ms"]) == 1
     res = runner.invoke(app, [*args, "--executor-arg", "no_such_setting=1"])
     assert res.exit_code != 0 and "bad --executor-arg" in res.output
+
+
+def test_record_i_plus_1_may_leave_untimed_what_it_leaves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records validate at their own cadence (mini's 03 every 100 steps where 02 did every 200):
+    record i+1's untimed share is one the task allows. Here each of record 01's 8 validations
+    takes 0.4 s: 3.2 s more untimed than record 00, past record 00's 2 s margin. Held to record
+    i alone the oracle's node, record 01 itself, was invalid; held to the larger share it is
+    record 01's speed-up."""
+    from tests.toytrack import write_toy_track
+
+    monkeypatch.setenv("SPEEDRUN_HOME", str(write_toy_track(tmp_path / "home", val_s=(0.0, 0.4))))
+    info = evaluate(_cfg(tmp_path, "oracle", scaffold_args={"nodes": 1}, calibration_runs=1, confirm_runs=2))
+    assert info.score is not None and info.score.valid_nodes == 1, info.score and info.score.note
+    ref = info.score.reference
+    assert ref.t_next_untimed_s is not None and ref.t_ref_untimed_s is not None
+    assert ref.t_next_untimed_s > ref.t_ref_untimed_s + 2.5
+    assert 0.7 <= info.score.fsr <= 1.3
+    conf = info.score.confirmation
+    assert conf is not None and all(conf.candidate_valid) and len(conf.next_untimed_s) == 2

@@ -15,6 +15,7 @@ import time
 
 RATE = {rate}
 STEP_S = {step_s}
+VAL_S = {val_s}
 STEPS = 400
 MODE = "{mode}"
 
@@ -33,6 +34,8 @@ for step in range(STEPS + 1):
         avg = train_ms / max(step, 1)
         print(f"step:{{step}}/{{STEPS}} val_loss:{{loss:.4f}} train_time:{{train_ms:.0f}}ms step_avg:{{avg:.2f}}ms",
               flush=True)
+        if VAL_S:
+            time.sleep(VAL_S)  # a validation's cost, outside train_time as in a real record
         if loss <= target:
             break
     t0 = time.perf_counter()
@@ -44,9 +47,15 @@ for step in range(STEPS + 1):
 
 
 def write_toy_track(
-    root: Path, *, rates: tuple[float, ...] = (0.02, 0.04), step_s: float = 0.004, target: float = 1.0
+    root: Path,
+    *,
+    rates: tuple[float, ...] = (0.02, 0.04),
+    step_s: float = 0.004,
+    target: float = 1.0,
+    val_s: tuple[float, ...] | None = None,
 ) -> Path:
-    """Create `tasks/toy` and `records/toy` under `root`: one record per rate, a task per pair."""
+    """Create `tasks/toy` and `records/toy` under `root`: one record per rate, a task per pair.
+    `val_s`, per record, is how long each of its validations takes (untimed)."""
     (root / "tasks" / "toy").mkdir(parents=True)
     (root / "tasks" / "toy" / "track.toml").write_text(
         textwrap.dedent(f"""\
@@ -63,7 +72,8 @@ def write_toy_track(
     for i, rate in enumerate(rates):
         rdir = root / "records" / "toy" / f"{i:02d}-rate{rate}"
         rdir.mkdir(parents=True)
-        (rdir / "train.py").write_text(TRAIN.format(rate=rate, step_s=step_s, mode="ok"))
+        val = val_s[i] if val_s else 0.0
+        (rdir / "train.py").write_text(TRAIN.format(rate=rate, step_s=step_s, mode="ok", val_s=val))
         (rdir / "record.toml").write_text(f'index = {i}\ntitle = "rate {rate}"\nchange = "decay faster"\n')
     ids = sorted(p.name for p in (root / "records" / "toy").iterdir())
     for i in range(len(rates) - 1):
@@ -78,5 +88,5 @@ def write_toy_track(
     return root
 
 
-def toy_script(rate: float, step_s: float = 0.004, mode: str = "ok") -> str:
-    return TRAIN.format(rate=rate, step_s=step_s, mode=mode)
+def toy_script(rate: float, step_s: float = 0.004, mode: str = "ok", val_s: float = 0.0) -> str:
+    return TRAIN.format(rate=rate, step_s=step_s, mode=mode, val_s=val_s)

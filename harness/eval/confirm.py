@@ -44,11 +44,13 @@ def confirm(
     seeds: list[int] | None = None,
     enough: Callable[[Confirmation], bool] | None = None,
     next_record: tuple[str, dict[str, str]] | None = None,
+    next_untimed_s: float | None = None,
 ) -> Confirmation:
     """Pairs of (record i, candidate) runs, at most `runs` (and at least one per seed), stopping
     early once `enough(conf)` says the pairs pin the score down; record i must reach the target.
     Pair k runs both scripts with seed `seeds[k % len(seeds)]`. `next_record` (its id and files)
-    adds record i+1 to every pair, which must reach the target as well."""
+    adds record i+1 to every pair, which must reach the target as well; `next_untimed_s`, its
+    untimed share from the calibration, stands in for it before it has run in this confirmation."""
     seeds = seeds or [int(spec.env.get("SPEEDRUN_SEED", "0"))]
     runs = max(runs, len(seeds))
     findings = audit(candidate.get(main_file, ""), baseline=record.get(main_file))
@@ -78,15 +80,17 @@ def confirm(
             raise ConfigError(
                 f"record {record_id} did not reach the target in a confirmation run: {r.error or r.val_loss}"
             )
-        # The candidate is held to the record run beside it: same machine, same minute.
-        clock = ClockCheck(reference_untimed_s=r.untimed_s, threads=spec.threads) if r.untimed_s is not None else None
-
         # Record i+1 runs before the node in even rounds and after it in odd ones, so that a drift
         # within a round favours neither.
         next_ms: float | None = None
+        next_untimed: float | None = None
         next_dir = run_dir / "confirm" / f"{k}-next"
         if next_record is not None and k % 2 == 0:
-            next_ms = _run_next(next_record, next_dir, pair_spec, executor, emit)
+            next_ms, next_untimed = _run_next(next_record, next_dir, pair_spec, executor, emit)
+        # The candidate is held to the record runs beside it: same machine, same minute (record
+        # i+1's from this round where it ran first, else the round before, else the calibration).
+        latest = next((u for u in [next_untimed, *reversed(conf.next_untimed_s)] if u is not None), next_untimed_s)
+        clock = ClockCheck.for_task(r.untimed_s, latest if next_record else None, spec.threads)
         c = measure_steady(
             candidate,
             run_dir / "confirm" / f"{k}-candidate",
@@ -98,10 +102,11 @@ def confirm(
             emit=emit,
         )
         if next_record is not None and k % 2 == 1:
-            next_ms = _run_next(next_record, next_dir, pair_spec, executor, emit)
+            next_ms, next_untimed = _run_next(next_record, next_dir, pair_spec, executor, emit)
         conf.reference_ms.append(r.train_time_ms)
         if next_ms is not None:
             conf.next_ms.append(next_ms)
+            conf.next_untimed_s.append(next_untimed)
         conf.candidate_ms.append(c.time_ms if c.valid and c.time_ms else float("inf"))
         conf.candidate_valid.append(c.valid)
         conf.seeds.append(seed)
@@ -127,9 +132,10 @@ def confirm(
 
 def _run_next(
     next_record: tuple[str, dict[str, str]], out: Path, spec: MeasureSpec, executor: Executor, emit: EventSink
-) -> float:
+) -> tuple[float, float | None]:
+    """Record i+1's run of a round: its time and its untimed share."""
     record_id, files = next_record
     n = measure_steady(files, out, spec, executor, f"record {record_id}", emit=emit)
     if not n.valid or n.train_time_ms is None:
         raise ConfigError(f"record {record_id} did not reach the target in a confirmation run: {n.error or n.val_loss}")
-    return n.train_time_ms
+    return n.train_time_ms, n.untimed_s

@@ -239,9 +239,7 @@ class Evaluation:
                     analyze=self.cfg.analyze,
                     baseline_code=self.from_record.code(),
                     model_check=spec.model_check,
-                    clock=None
-                    if reference.t_ref_untimed_s is None
-                    else ClockCheck(reference_untimed_s=reference.t_ref_untimed_s, threads=spec.threads),
+                    clock=ClockCheck.for_task(reference.t_ref_untimed_s, reference.t_next_untimed_s, spec.threads),
                 ),
                 model=self.model,
                 scaffold=self.scaffold,
@@ -357,6 +355,7 @@ class Evaluation:
             seeds=[self.cfg.seed + k for k in range(self.cfg.seeds)],
             enough=lambda conf: self._enough_pairs(conf, reference),
             next_record=self._next_in_rounds(reference),
+            next_untimed_s=reference.t_next_untimed_s,
         )
 
     def _next_in_rounds(self, reference: Reference) -> tuple[str, dict[str, str]] | None:

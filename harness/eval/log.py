@@ -33,8 +33,10 @@ class Reference(BaseModel):
     runs: int = 0
     t_ref_spread_ms: tuple[float, float] | None = None
     t_next_spread_ms: tuple[float, float] | None = None
-    #: Record i's median untimed share of a run on this machine (calibrated references only).
+    #: Record i's and record i+1's median untimed share of a run on this machine (calibrated
+    #: references only): the harness clock's allowance is the larger (`ClockCheck.for_task`).
     t_ref_untimed_s: float | None = None
+    t_next_untimed_s: float | None = None
     #: t_{i+1}/t_i in each calibration round (calibrated references), for FSR's interval.
     next_ratios: list[float] = Field(default_factory=list)
 
@@ -46,8 +48,9 @@ class Confirmation(BaseModel):
     node: int
     candidate_ms: list[float] = Field(default_factory=list)
     reference_ms: list[float] = Field(default_factory=list)
-    #: Record i+1's time in each round, where it ran in the rounds (empty otherwise).
+    #: Record i+1's time and untimed share in each round, where it ran in the rounds (empty otherwise).
     next_ms: list[float] = Field(default_factory=list)
+    next_untimed_s: list[float | None] = Field(default_factory=list)
     next_record: str | None = None
     candidate_valid: list[bool] = Field(default_factory=list)
     #: Why a candidate run did not count (its error or the rule it broke), per pair.

@@ -106,6 +106,7 @@ def reference_times(
         t_ref_spread_ms=ta.spread,
         t_next_spread_ms=tb.spread,
         t_ref_untimed_s=ta.median_untimed_s,
+        t_next_untimed_s=tb.median_untimed_s,
         next_ratios=paired_ratios(tb.times_ms, ta.times_ms),
     )
 
