@@ -19,7 +19,7 @@ from harness.eval.model_check import ModelCheck, check_saved_model
 from harness.events import Event, EventSink
 from harness.execution.base import Executor
 from harness.fsutil import write_text_atomic
-from harness.outcome import ClockCheck
+from harness.outcome import ClockCheck, RunResult
 
 CONFIRM_JSON = "confirm.json"
 
@@ -75,18 +75,15 @@ def confirm(
         against = f"{record_id} and {next_id}" if next_id else record_id
         emit(Event("phase", f"confirming node {node_id} against {against} (pair {k + 1}/{runs})"))
         ref_dir = run_dir / "confirm" / f"{k}-reference"
-        r = measure_steady(record, ref_dir, pair_spec, executor, f"record {record_id}", emit=emit)
-        if not r.valid or r.train_time_ms is None:
-            raise ConfigError(
-                f"record {record_id} did not reach the target in a confirmation run: {r.error or r.val_loss}"
-            )
+        r, ref_ms = _run_record(record_id, record, ref_dir, pair_spec, executor, emit)
         # Record i+1 runs before the node in even rounds and after it in odd ones, so that a drift
         # within a round favours neither.
         next_ms: float | None = None
         next_untimed: float | None = None
         next_dir = run_dir / "confirm" / f"{k}-next"
         if next_record is not None and k % 2 == 0:
-            next_ms, next_untimed = _run_next(next_record, next_dir, pair_spec, executor, emit)
+            n, next_ms = _run_record(*next_record, next_dir, pair_spec, executor, emit)
+            next_untimed = n.untimed_s
         # The candidate is held to the record runs beside it: same machine, same minute (record
         # i+1's from this round where it ran first, else the round before, else the calibration).
         latest = next((u for u in [next_untimed, *reversed(conf.next_untimed_s)] if u is not None), next_untimed_s)
@@ -102,8 +99,9 @@ def confirm(
             emit=emit,
         )
         if next_record is not None and k % 2 == 1:
-            next_ms, next_untimed = _run_next(next_record, next_dir, pair_spec, executor, emit)
-        conf.reference_ms.append(r.train_time_ms)
+            n, next_ms = _run_record(*next_record, next_dir, pair_spec, executor, emit)
+            next_untimed = n.untimed_s
+        conf.reference_ms.append(ref_ms)
         if next_ms is not None:
             conf.next_ms.append(next_ms)
             conf.next_untimed_s.append(next_untimed)
@@ -123,19 +121,20 @@ def confirm(
         emit(
             Event(
                 "info",
-                f"pair {k + 1}: record {record_id} {r.train_time_ms / 1000:.1f} s{nxt}, "
+                f"pair {k + 1}: record {record_id} {ref_ms / 1000:.1f} s{nxt}, "
                 f"node {node_id} {(c.time_ms or 0) / 1000:.1f} s",
             )
         )
     return conf
 
 
-def _run_next(
-    next_record: tuple[str, dict[str, str]], out: Path, spec: MeasureSpec, executor: Executor, emit: EventSink
-) -> tuple[float, float | None]:
-    """Record i+1's run of a round: its time and its untimed share."""
-    record_id, files = next_record
-    n = measure_steady(files, out, spec, executor, f"record {record_id}", emit=emit)
-    if not n.valid or n.train_time_ms is None:
-        raise ConfigError(f"record {record_id} did not reach the target in a confirmation run: {n.error or n.val_loss}")
-    return n.train_time_ms, n.untimed_s
+def _run_record(
+    record_id: str, files: dict[str, str], out: Path, spec: MeasureSpec, executor: Executor, emit: EventSink
+) -> tuple[RunResult, float]:
+    """A record's run of a round (record i's or i+1's), which must reach the target, and its time."""
+    run = measure_steady(files, out, spec, executor, f"record {record_id}", emit=emit)
+    if not run.valid or run.train_time_ms is None:
+        raise ConfigError(
+            f"record {record_id} did not reach the target in a confirmation run: {run.error or run.val_loss}"
+        )
+    return run, run.train_time_ms

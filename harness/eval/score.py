@@ -62,17 +62,13 @@ def score_task(
     conf = confirm(best.id)
     ratio = statistics.median(conf.ratios) if all(conf.candidate_valid) and conf.ratios else None
     note = "" if ratio is not None else "the best node did not reach the target in every confirmation run"
-    next_ratio = ref.next_ratio
-    if conf.next_ratios:
-        next_ratio = statistics.median(conf.next_ratios)
-        if next_ratio >= 1:
-            note = (
-                f"undefined: record {ref.to_record} was not faster than {ref.from_record} in the confirmation "
-                f"rounds (t_i+1/t_i {next_ratio:.3f})"
-            )
-            return TaskScore(
-                fsr=0.0, candidate_ratio=ratio, confirmation=conf, note=note, protection=protection, **common
-            )
+    next_ratio = next_ratio_of(conf, ref)
+    if conf.next_ratios and next_ratio >= 1:
+        note = (
+            f"undefined: record {ref.to_record} was not faster than {ref.from_record} in the confirmation "
+            f"rounds (t_i+1/t_i {next_ratio:.3f})"
+        )
+        return TaskScore(fsr=0.0, candidate_ratio=ratio, confirmation=conf, note=note, protection=protection, **common)
     held_out = conf.holdout_problem(HOLDOUT_MARGIN)
     if held_out is not None:
         ratio, note = None, held_out
@@ -105,9 +101,17 @@ def confirmation_estimate(conf: Confirmation, ref: Reference, min_speedup: float
     """The FSR interval of a confirmation: over its own rounds where record i+1 ran in them,
     else against the reference's t_{i+1}/t_i (calibration rounds or the paper). ValueError
     where record i+1 was not faster in some round (`estimate_fsr`)."""
-    if conf.next_ratios:
-        rounds = conf.next_ratios
-        return estimate_fsr(
-            conf.ratios, statistics.median(rounds), next_ratios=rounds, min_speedup=min_speedup, next_in_rounds=True
-        )
-    return estimate_fsr(conf.ratios, ref.next_ratio, next_ratios=ref.next_ratios, min_speedup=min_speedup)
+    in_rounds = bool(conf.next_ratios)
+    return estimate_fsr(
+        conf.ratios,
+        next_ratio_of(conf, ref),
+        next_ratios=conf.next_ratios if in_rounds else ref.next_ratios,
+        min_speedup=min_speedup,
+        next_in_rounds=in_rounds,
+    )
+
+
+def next_ratio_of(conf: Confirmation, ref: Reference) -> float:
+    """The score's t_{i+1}/t_i: the median over the confirmation's rounds where record i+1 ran in
+    them, else the reference's."""
+    return statistics.median(conf.next_ratios) if conf.next_ratios else ref.next_ratio
