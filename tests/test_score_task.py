@@ -14,9 +14,7 @@ from harness.outcome import RunResult
 from harness.search.journal import Journal, Node
 
 # Record i 1000 ms, record i+1 500 ms in calibration: t_i+1/t_i 0.5.
-REF = Reference(
-    source="calibrated", from_record="a", to_record="b", t_ref_ms=1000.0, t_next_ms=500.0, next_ratio=0.5
-)
+REF = Reference(source="calibrated", from_record="a", to_record="b", t_ref_ms=1000.0, t_next_ms=500.0, next_ratio=0.5)
 MARGIN = 0.03
 
 
