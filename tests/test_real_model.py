@@ -19,7 +19,7 @@ from harness.cli.app import app
 from harness.coder.answer_log import read_answers
 from harness.coder.prompts import FAILED_ANSWER_CHARS
 from harness.coder.transcript import read_exchanges
-from harness.eval.evaluate import read_run
+from harness.eval.log import read_run
 from harness.manifests.tracks import load_track
 from harness.search.journal import Journal
 from tests.conftest import REPO
@@ -74,6 +74,7 @@ def check_search(run_dir: Path) -> None:
     ran = [n for n in drafts if n.status != "failed"]
     assert len(drafts) == 3
     assert [n.action for n in nodes[3:]] == (["debug"] if ran else [])
+    assert all(n.parent in {d.id for d in ran} for n in nodes[3:]), "the debug step starts from a draft that ran"
     for node in nodes:
         ndir = run_dir / "nodes" / str(node.id)
         exchanges = read_exchanges(ndir)

@@ -71,7 +71,8 @@ def test_no_valid_node_scores_zero(tmp_path: Path) -> None:
 
 def test_record_i_unchanged_scores_zero_without_being_re_measured(tmp_path: Path) -> None:
     score = _score(_journal(tmp_path, [700.0]), unchanged=lambda n: n == 0)
-    assert score.fsr == 0.0 and "unchanged" in score.note
+    assert score.fsr == 0.0 and score.note == "the best node is record a unchanged"
+    assert score.candidate_ratio == pytest.approx(0.7) and score.confirmation is None
 
 
 def test_without_confirmation_the_node_s_own_run_counts(tmp_path: Path) -> None:
